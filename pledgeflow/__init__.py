@@ -1,0 +1,1 @@
+"""pledgeflow: import crowdfunding backer exports into a relational database with Prefect."""

@@ -1,0 +1,69 @@
+"""Engine and transactions, built from the settings inside the process that uses them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from pledgeflow.settings import get_settings
+
+# SQLite allows one writer at a time: chunk transactions in one process take turns here
+# instead of failing with "database is locked"; other processes wait on the busy timeout.
+_SQLITE_WRITE_LOCK = threading.RLock()
+
+
+@lru_cache(maxsize=8)
+def _engine_for(url: str, pool_size: int) -> Engine:
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {"future": True}
+    if parsed.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"timeout": 120, "check_same_thread": False}
+    else:
+        kwargs.update(pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
+    engine = create_engine(parsed, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy issue BEGIN itself, so a write transaction takes its lock up front.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def get_engine() -> Engine:
+    """Return this process's engine for the configured database."""
+    settings = get_settings()
+    return _engine_for(settings.database_url.get_secret_value(), settings.pool_size)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    """Whether the engine writes to SQLite, which serializes writers."""
+    return engine.dialect.name == "sqlite"
+
+
+@contextmanager
+def transaction(engine: Engine | None = None) -> Iterator[Connection]:
+    """Open a connection in one transaction: committed on exit, rolled back on error."""
+    engine = engine or get_engine()
+    if is_sqlite(engine):
+        with _SQLITE_WRITE_LOCK, engine.begin() as conn:
+            yield conn
+    else:
+        with engine.begin() as conn:
+            yield conn

@@ -1,0 +1,47 @@
+"""The one settings object, read from PLEDGEFLOW_* environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{Path.cwd() / 'pledgeflow.db'}"
+
+
+class Settings(BaseSettings):
+    """Configuration of pledgeflow; every field is an environment variable `PLEDGEFLOW_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="PLEDGEFLOW_", extra="ignore")
+
+    database_url: SecretStr = Field(
+        default_factory=lambda: SecretStr(_default_database_url()),
+        description="SQLAlchemy URL; PostgreSQL in production, an SQLite file by default.",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None, description="Redis for task results and locks; unset means local storage."
+    )
+    chunk_size: int = Field(default=2000, ge=1, le=100_000, description="Rows per chunk.")
+    task_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Chunk tasks running at once in one flow run."
+    )
+    db_pool_size: int = Field(default=0, ge=0, description="Connection pool; 0 derives it.")
+    chunk_lease_seconds: int = Field(
+        default=600, ge=1, description="A PROCESSING chunk older than this may be reclaimed."
+    )
+    webhook_secret: SecretStr | None = Field(default=None, description="HMAC key of the webhook.")
+
+    @property
+    def pool_size(self) -> int:
+        """Connections per process: enough for every concurrent chunk task plus the flow."""
+        return self.db_pool_size or self.task_concurrency + 2
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read from the environment once."""
+    return Settings()
