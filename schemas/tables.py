@@ -24,12 +24,16 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-increments INTEGER PRIMARY KEY, so bigint keys are plain integers there.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 Money = Numeric(12, 2, asdecimal=True)
 Timestamp = DateTime(timezone=True)
+# Survey answers are compared on re-import to skip no-op updates; PostgreSQL's json type has
+# no equality operator, so answers are jsonb there.
+Answers = JSON().with_variant(JSONB(), "postgresql")
 
 
 class UploadStatus(enum.StrEnum):
@@ -221,7 +225,7 @@ class Survey(Base):
     shipping_country_code: Mapped[str | None] = mapped_column(Text)
     shipping_phone: Mapped[str | None] = mapped_column(Text)
     delivery_notes: Mapped[str | None] = mapped_column(Text)
-    answers: Mapped[dict[str, Any] | None]
+    answers: Mapped[dict[str, Any] | None] = mapped_column(Answers)
 
 
 class Inventory(Base):

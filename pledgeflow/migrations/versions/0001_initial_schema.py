@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = '0001'
 down_revision: str | None = None
@@ -140,7 +141,7 @@ def upgrade() -> None:
     sa.Column('shipping_country_code', sa.Text(), nullable=True),
     sa.Column('shipping_phone', sa.Text(), nullable=True),
     sa.Column('delivery_notes', sa.Text(), nullable=True),
-    sa.Column('answers', sa.JSON(), nullable=True),
+    sa.Column('answers', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=True),
     sa.ForeignKeyConstraint(['backer_id'], ['backer.id'], name=op.f('fk_survey_backer_id_backer')),
     sa.ForeignKeyConstraint(['pledge_id'], ['pledge.id'], name=op.f('fk_survey_pledge_id_pledge')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_survey')),

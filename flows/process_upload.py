@@ -1,0 +1,40 @@
+"""The upload flow: start, one task per chunk on a bounded runner, aggregate."""
+
+from __future__ import annotations
+
+from prefect import flow, tags
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from pledgeflow.settings import get_settings
+from pledgeflow.uploads import UploadResult
+from tasks.chunks import process_chunk_task
+from tasks.uploads import aggregate_upload_task, start_upload_task
+
+
+class UploadFailedError(RuntimeError):
+    """Raised at the end of a flow run whose upload ended FAILED, so the run fails too."""
+
+    def __init__(self, result: UploadResult) -> None:
+        error = (result.errors or {}).get("error") or {}
+        super().__init__(
+            f"upload {result.upload_id} failed: {error.get('code', 'unknown')}: "
+            f"{error.get('message', '')}"
+        )
+        self.result = result
+
+
+@flow(
+    name="process-upload",
+    flow_run_name="upload-{upload_id}",
+    task_runner=ThreadPoolTaskRunner(max_workers=get_settings().task_concurrency),
+)
+def process_upload(upload_id: int) -> UploadResult:
+    """Import every unfinished chunk of an upload concurrently, then aggregate the outcome."""
+    plan = start_upload_task(upload_id)
+    with tags(f"shop:{plan.shop}", f"platform:{plan.platform}", f"upload:{upload_id}"):
+        futures = process_chunk_task.map(plan.chunk_ids)
+        futures.wait()
+    result = aggregate_upload_task(upload_id)
+    if result.status == "FAILED":
+        raise UploadFailedError(result)
+    return result

@@ -1,0 +1,3 @@
+from pledgeflow.cli import main
+
+main()

@@ -1,0 +1,177 @@
+"""Process one chunk: claim it, map and validate its rows, write them in one transaction."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import or_, select, update
+
+from pledgeflow.database import get_engine, transaction
+from pledgeflow.failures import ChunkDataError
+from pledgeflow.settings import get_settings
+from pledgeflow.transform import build_frames
+from pledgeflow.upserts import WriteTarget, write_chunk
+from schemas.platforms import UnknownLayoutError, UnsupportedPlatformError, resolve_layout
+from schemas.tables import CsvUpload, CsvUploadChunk, Project, UploadStatus
+
+logger = logging.getLogger(__name__)
+
+
+class ChunkSummary(BaseModel):
+    """What became of one chunk; small enough to be a task result."""
+
+    chunk_id: int
+    chunk_index: int
+    status: str
+    imported_rows: int = 0
+    rejected_rows: int = 0
+    claimed: bool = True
+    error: str | None = None
+
+
+def now() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+def claimable(lease_seconds: int) -> Any:
+    """Chunk states a run may take: pending, failed, or processing past its lease."""
+    expired = now() - timedelta(seconds=lease_seconds)
+    chunk = CsvUploadChunk
+    return or_(
+        chunk.status.in_([UploadStatus.PENDING, UploadStatus.FAILED]),
+        (chunk.status == UploadStatus.PROCESSING) & (chunk.started_at < expired),
+    )
+
+
+def claim_chunk(chunk_id: int, lease_seconds: int | None = None) -> int | None:
+    """Atomically move a claimable chunk to PROCESSING and commit; return its index or None."""
+    lease = lease_seconds or get_settings().chunk_lease_seconds
+    with transaction() as conn:
+        row = conn.execute(
+            update(CsvUploadChunk)
+            .where(CsvUploadChunk.id == chunk_id, claimable(lease))
+            .values(
+                status=UploadStatus.PROCESSING,
+                started_at=now(),
+                completed_at=None,
+                attempts=CsvUploadChunk.attempts + 1,
+            )
+            .returning(CsvUploadChunk.chunk_index)
+        ).first()
+    return None if row is None else int(row.chunk_index)
+
+
+def process_chunk(chunk_id: int) -> ChunkSummary:
+    """Claim a chunk and import it; the rows and its COMPLETED state commit together."""
+    index = claim_chunk(chunk_id)
+    if index is None:
+        with get_engine().connect() as conn:
+            status = conn.execute(
+                select(CsvUploadChunk.chunk_index, CsvUploadChunk.status).where(
+                    CsvUploadChunk.id == chunk_id
+                )
+            ).first()
+        if status is None:
+            raise ChunkDataError("unknown_chunk", f"chunk {chunk_id} does not exist")
+        logger.info("chunk %s not claimable (status %s), skipped", chunk_id, status.status)
+        return ChunkSummary(
+            chunk_id=chunk_id, chunk_index=status.chunk_index, status=str(status.status),
+            claimed=False,
+        )
+    started = time.perf_counter()
+    try:
+        summary = _import_claimed(chunk_id, started)
+    except ChunkDataError as exc:
+        mark_chunk_failed(chunk_id, exc.code, str(exc))
+        raise
+    except Exception as exc:
+        mark_chunk_failed(chunk_id, type(exc).__name__, _describe(exc))
+        raise
+    logger.info(
+        "chunk %s (index %s) completed: %s imported, %s rejected in %.2fs",
+        chunk_id, index, summary.imported_rows, summary.rejected_rows,
+        time.perf_counter() - started,
+    )
+    return summary
+
+
+def _describe(exc: BaseException) -> str:
+    # Database errors echo the statement and its parameters (backers' data): keep the first line.
+    return str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+
+
+def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
+    engine = get_engine()
+    with engine.connect() as conn:
+        chunk = conn.execute(
+            select(
+                CsvUploadChunk.data, CsvUploadChunk.first_row, CsvUploadChunk.chunk_index,
+                CsvUploadChunk.upload_id,
+                CsvUpload.shop, CsvUpload.project_id, CsvUpload.platform, Project.currency,
+            )
+            .join(CsvUpload, CsvUpload.id == CsvUploadChunk.upload_id)
+            .join(Project, Project.id == CsvUpload.project_id)
+            .where(CsvUploadChunk.id == chunk_id)
+        ).one()
+    data = chunk.data or {}
+    headers, rows = data.get("headers"), data.get("rows")
+    if not isinstance(headers, list) or not isinstance(rows, list):
+        raise ChunkDataError("malformed_chunk", "chunk data must be {headers: [...], rows: [...]}")
+    try:
+        layout = resolve_layout(tuple(str(h) for h in headers), chunk.platform)
+    except (UnknownLayoutError, UnsupportedPlatformError) as exc:
+        raise ChunkDataError(exc.code, str(exc)) from exc
+    frames = build_frames(headers, rows, chunk.first_row, layout, chunk.currency)
+    target = WriteTarget(
+        shop=chunk.shop, project_id=chunk.project_id, upload_id=chunk.upload_id,
+        platform=layout.platform,
+    )
+    by_code = Counter(r["code"] for r in frames.rejected)
+    with transaction(engine) as tx:
+        counts = write_chunk(tx, target, frames)
+        tx.execute(
+            update(CsvUploadChunk)
+            .where(CsvUploadChunk.id == chunk_id)
+            .values(
+                status=UploadStatus.COMPLETED,
+                imported_rows=frames.imported_rows,
+                rejected_rows=frames.rejected_rows,
+                errors={"rejected": frames.rejected, "error": None},
+                stats={
+                    "tables": counts.as_dict(),
+                    "by_code": dict(by_code),
+                    "seconds": round(time.perf_counter() - started, 4),
+                },
+                completed_at=now(),
+            )
+        )
+    return ChunkSummary(
+        chunk_id=chunk_id,
+        chunk_index=chunk.chunk_index,
+        status=UploadStatus.COMPLETED.value,
+        imported_rows=frames.imported_rows,
+        rejected_rows=frames.rejected_rows,
+    )
+
+
+def mark_chunk_failed(chunk_id: int, code: str, message: str) -> None:
+    """Record that a chunk could not be processed as a whole; its rows were rolled back."""
+    with transaction() as conn:
+        conn.execute(
+            update(CsvUploadChunk)
+            .where(CsvUploadChunk.id == chunk_id)
+            .values(
+                status=UploadStatus.FAILED,
+                errors={"rejected": [], "error": {"code": code, "message": message}},
+                imported_rows=0,
+                rejected_rows=0,
+                completed_at=now(),
+            )
+        )
+    logger.warning("chunk %s failed: %s", chunk_id, code)

@@ -1,0 +1,136 @@
+"""Stream a CSV file into an upload row and its chunk rows, as the web app would store it."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from pledgeflow.database import transaction
+from schemas.platforms import PLATFORMS
+from schemas.tables import CsvUpload, CsvUploadChunk, Project
+
+logger = logging.getLogger(__name__)
+CHUNKS_PER_INSERT = 4  # chunk rows held in memory before they are written
+
+
+class StagingError(ValueError):
+    """The file cannot become an upload; nothing was stored."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def ensure_project(conn: Connection, shop: str, name: str, currency: str | None) -> int:
+    """Return the id of the shop's project, creating it if new (currency set when given)."""
+    table = Project.__table__
+    insert_ = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(
+        insert_(table)
+        .values(shop=shop, name=name, currency=currency)
+        .on_conflict_do_nothing(index_elements=["shop", "name"])
+    )
+    project_id = conn.execute(
+        select(table.c.id).where(table.c.shop == shop, table.c.name == name)
+    ).scalar_one()
+    if currency is not None:
+        conn.execute(update(table).where(table.c.id == project_id).values(currency=currency))
+    return int(project_id)
+
+
+def _records(path: Path) -> Iterator[list[str]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        for record in csv.reader(handle, strict=True):
+            if record:  # a blank line is no record
+                yield record
+
+
+def stage_file(
+    path: Path,
+    *,
+    shop: str,
+    project: str,
+    platform: str | None = None,
+    chunk_size: int = 2000,
+    currency: str | None = None,
+) -> int:
+    """Create the project if new, then the upload and its chunks in one transaction.
+
+    The file is read as a stream, `chunk_size` records at a time; a file that cannot be read
+    as CSV stores nothing.
+    """
+    if platform is not None and platform not in PLATFORMS:
+        raise StagingError(
+            "unsupported_platform",
+            f"unsupported platform {platform!r}; supported: {', '.join(PLATFORMS)}",
+        )
+    if not path.is_file():
+        raise StagingError("file_not_found", f"no such file: {path}")
+    records = _records(path)
+    try:
+        with transaction() as conn:
+            project_id = ensure_project(conn, shop, project, currency)
+            upload_id = conn.execute(
+                insert(CsvUpload)
+                .values(project_id=project_id, shop=shop, filename=path.name, platform=platform)
+                .returning(CsvUpload.id)
+            ).scalar_one()
+            headers = next(records, None)
+            if headers is None:
+                raise StagingError("empty_file", f"{path.name} is empty: no header row")
+            total = _write_chunks(conn, upload_id, headers, records, chunk_size)
+    except UnicodeDecodeError as exc:
+        raise StagingError(
+            "invalid_encoding", f"{path.name} is not UTF-8 text (byte {exc.start})"
+        ) from exc
+    except csv.Error as exc:
+        raise StagingError("malformed_csv", f"{path.name} is not valid CSV: {exc}") from exc
+    logger.info("staged upload %s: %s rows", upload_id, total)
+    return int(upload_id)
+
+
+def _write_chunks(
+    conn: Connection,
+    upload_id: int,
+    headers: list[str],
+    records: Iterator[list[str]],
+    chunk_size: int,
+) -> int:
+    pending: list[dict[str, Any]] = []
+    rows: list[list[str]] = []
+    total = 0
+    index = 0
+
+    def close_chunk() -> None:
+        nonlocal rows, index
+        pending.append(
+            {
+                "upload_id": upload_id,
+                "chunk_index": index,
+                "data": {"headers": headers, "rows": rows},
+                "first_row": total - len(rows) + 1,
+                "row_count": len(rows),
+            }
+        )
+        rows = []
+        index += 1
+        if len(pending) >= CHUNKS_PER_INSERT:
+            conn.execute(insert(CsvUploadChunk), pending)
+            pending.clear()
+
+    for record in records:
+        rows.append(record)
+        total += 1
+        if len(rows) >= chunk_size:
+            close_chunk()
+    if rows or index == 0:
+        close_chunk()
+    if pending:
+        conn.execute(insert(CsvUploadChunk), pending)
+    return total

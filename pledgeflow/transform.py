@@ -1,0 +1,327 @@
+"""Turn a chunk's `{headers, rows}` into validated canonical frames and rejected-row records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+
+from pledgeflow.values import MoneyError, parse_dates, parse_money
+from schemas.frames import (
+    REASON_CODES,
+    BackerFrame,
+    InventoryFrame,
+    PledgeFrame,
+    ProductFrame,
+    QuantityCells,
+    SourceRows,
+    SurveyFrame,
+)
+from schemas.platforms import (
+    CANONICAL_FIELDS,
+    DATE_FIELDS,
+    MONEY_FIELDS,
+    SURVEY_TEXT_FIELDS,
+    Layout,
+)
+
+KIND_PRECEDENCE = {"reward": 0, "addon": 1, "item": 2}
+
+
+@dataclass
+class ChunkFrames:
+    """What one chunk holds once mapped and validated, ready for the upserts."""
+
+    backers: pd.DataFrame
+    products: pd.DataFrame
+    pledges: pd.DataFrame
+    surveys: pd.DataFrame
+    inventory: pd.DataFrame
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    imported_rows: int = 0
+    rejected_rows: int = 0
+
+
+def rejection(row: int, column: str, value: object, code: str) -> dict[str, Any]:
+    """One entry of `errors["rejected"]`, in the shape DESIGN.md fixes."""
+    return {
+        "row": int(row),
+        "column": column,
+        "value": "" if value is None else str(value),
+        "code": code,
+        "message": REASON_CODES[code],
+    }
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def build_frames(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    first_row: int,
+    layout: Layout,
+    project_currency: str | None,
+) -> ChunkFrames:
+    """Map, validate and de-duplicate one chunk; every row ends imported or rejected."""
+    width = len(headers)
+    rejected: list[dict[str, Any]] = []
+    kept: list[list[str]] = []
+    kept_rows: list[int] = []
+    for offset, record in enumerate(rows):
+        row_number = first_row + offset
+        cells = [_cell(v) for v in record]
+        if len(cells) < width:
+            rejected.append(rejection(row_number, headers[len(cells)], "", "short_record"))
+            continue
+        extra = [c for c in cells[width:] if c.strip()]
+        if extra:
+            rejected.append(rejection(row_number, f"field {width + 1}", extra[0], "long_record"))
+            continue
+        kept.append(cells[:width])
+        kept_rows.append(row_number)
+
+    raw = pd.DataFrame(kept, index=pd.Index(kept_rows, dtype="int64"), columns=range(width))
+    raw = raw.astype("str") if kept else raw
+    source = pd.DataFrame(
+        {
+            name: raw[layout.fields[name]] if name in layout.fields else ""
+            for name in CANONICAL_FIELDS
+        },
+        index=raw.index,
+    ).astype("str")
+    rejected += _cell_failures(source, layout)
+    quantities = _quantity_cells(raw, layout)
+    rejected += _quantity_failures(quantities)
+
+    bad_rows = {r["row"] for r in rejected}
+    valid = source[~source.index.isin(bad_rows)]
+    quantities = quantities[~quantities["row"].isin(bad_rows)]
+    rejected.sort(key=lambda r: (r["row"], r["column"]))
+    frames = _canonical_frames(valid, raw.loc[valid.index], quantities, layout, project_currency)
+    frames.rejected = rejected
+    frames.imported_rows = len(valid)
+    frames.rejected_rows = len(bad_rows)
+    return frames
+
+
+def _cell_failures(source: pd.DataFrame, layout: Layout) -> list[dict[str, Any]]:
+    try:
+        SourceRows.validate(source, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+        out = []
+        for case in cases.itertuples(index=False):
+            if case.check not in REASON_CODES or pd.isna(case.index):
+                raise
+            column = headers_of(layout, str(case.column))
+            out.append(rejection(int(case.index), column, case.failure_case, str(case.check)))
+        return out
+    return []
+
+
+def headers_of(layout: Layout, field_name: str) -> str:
+    """The source header a canonical field was read from."""
+    return layout.headers[layout.fields[field_name]].replace("\ufeff", "").strip()
+
+
+def _quantity_cells(raw: pd.DataFrame, layout: Layout) -> pd.DataFrame:
+    columns = [(i, name) for i, _, name in layout.addon_columns] + list(layout.item_columns)
+    parts = [
+        pd.DataFrame(
+            {
+                "row": raw.index.astype("int64"),
+                "column": index,
+                "header": layout.headers[index].strip(),
+                "product": name,
+                "value": raw[index].to_numpy(dtype=object),
+            }
+        )
+        for index, name in columns
+    ]
+    if not parts:
+        return pd.DataFrame(
+            {"row": pd.Series(dtype="int64"), "column": pd.Series(dtype="int64"),
+             "header": pd.Series(dtype="str"), "product": pd.Series(dtype="str"),
+             "value": pd.Series(dtype="str")}
+        )
+    cells = pd.concat(parts, ignore_index=True)
+    return cells.astype({"header": "str", "product": "str", "value": "str"})
+
+
+def _quantity_failures(cells: pd.DataFrame) -> list[dict[str, Any]]:
+    try:
+        QuantityCells.validate(cells, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        failed = exc.failure_cases["index"].dropna().astype("int64")
+        return [
+            rejection(int(c.row), str(c.header), c.value, "invalid_quantity")
+            for c in cells.loc[failed].itertuples(index=False)
+        ]
+    return []
+
+
+def _blank_to_none(cells: pd.Series) -> pd.Series:
+    stripped = cells.str.strip()
+    return stripped.where(stripped != "", None).astype(object)
+
+
+def _money_column(
+    cells: pd.Series, project_currency: str | None
+) -> tuple[pd.Series, pd.Series]:
+    amounts: list[Decimal | None] = []
+    currencies: list[str | None] = []
+    for cell in cells:
+        if not cell.strip():
+            amounts.append(None)
+            currencies.append(None)
+            continue
+        try:
+            amount, currency = parse_money(cell, project_currency)
+        except MoneyError:  # pragma: no cover - SourceRows rejected these rows already
+            raise
+        amounts.append(amount)
+        currencies.append(currency)
+    return (
+        pd.Series(amounts, index=cells.index, dtype=object),
+        pd.Series(currencies, index=cells.index, dtype=object),
+    )
+
+
+def _canonical_frames(
+    valid: pd.DataFrame,
+    raw: pd.DataFrame,
+    quantities: pd.DataFrame,
+    layout: Layout,
+    project_currency: str | None,
+) -> ChunkFrames:
+    text = {name: _blank_to_none(valid[name]) for name in valid.columns}
+    money = {name: _money_column(valid[name], project_currency) for name in MONEY_FIELDS}
+    dates = {name: parse_dates(valid[name]) for name in DATE_FIELDS}
+    rows = pd.Series(valid.index, index=valid.index, dtype="int64")
+    email = valid["email"].str.strip().str.lower()
+
+    backers = pd.DataFrame(
+        {
+            "email": email,
+            "name": text["backer_name"],
+            "phone": text["phone"],
+            "country": text["country"].fillna(text["shipping_country_code"]),
+            "external_id": text["backer_external_id"],
+            "source_row": rows,
+        }
+    ).drop_duplicates("email", keep="last")
+
+    reward_name, reward_products = _rewards(text, money["reward_minimum"])
+    pledge_currency = money["amount"][1].fillna(money["shipping_amount"][1])
+    pledges = pd.DataFrame(
+        {
+            "pledge_key": valid["pledge_key"].str.strip(),
+            "email": email,
+            "product_name": reward_name,
+            "amount": money["amount"][0],
+            "shipping_amount": money["shipping_amount"][0],
+            "currency": pledge_currency.fillna(project_currency or pd.NA).astype(object),
+            "status": text["status"].str.lower(),
+            "pledged_at": dates["pledged_at"],
+            "source_row": rows,
+        }
+    ).drop_duplicates("pledge_key", keep="last")
+
+    winners = pledges["source_row"]
+    answers = [
+        {key: cell.strip() for (index, key), cell in zip(layout.answer_columns, values, strict=True)
+         if cell.strip()}
+        for values in raw.loc[winners, [i for i, _ in layout.answer_columns]].itertuples(
+            index=False
+        )
+    ] if layout.answer_columns else [{} for _ in range(len(winners))]
+    surveys = pd.DataFrame(
+        {
+            "pledge_key": pledges["pledge_key"],
+            "responded_at": dates["responded_at"].loc[winners],
+            **{name: text[name].loc[winners] for name in SURVEY_TEXT_FIELDS},
+            "answers": pd.Series(answers, index=winners.index, dtype=object),
+        }
+    )
+
+    products = _products(reward_products, layout)
+    inventory = _inventory(quantities, pledges)
+    return ChunkFrames(
+        backers=BackerFrame.validate(backers),
+        products=ProductFrame.validate(products),
+        pledges=PledgeFrame.validate(pledges),
+        surveys=SurveyFrame.validate(surveys),
+        inventory=InventoryFrame.validate(inventory),
+    )
+
+
+def _rewards(
+    text: dict[str, pd.Series], minimum: tuple[pd.Series, pd.Series]
+) -> tuple[pd.Series, pd.DataFrame]:
+    """Name each row's reward tier: its title, else `Reward <id>`, else `Reward <minimum>`."""
+    price, currency = minimum
+    by_minimum = pd.Series(
+        [
+            f"Reward {p} {c}".rstrip() if p is not None and p > 0 else None
+            for p, c in zip(price, currency.fillna(""), strict=True)
+        ],
+        index=price.index,
+        dtype=object,
+    )
+    by_id = ("Reward " + text["reward_id"]).where(text["reward_id"].notna(), None)
+    name = text["reward_title"].fillna(by_id).fillna(by_minimum).astype(object)
+    rewards = pd.DataFrame(
+        {
+            "name": name,
+            "kind": "reward",
+            "external_id": text["reward_id"],
+            "price": price,
+            "currency": currency,
+        }
+    )
+    rewards = rewards[rewards["name"].notna()].drop_duplicates("name", keep="last")
+    return name, rewards
+
+
+def _products(rewards: pd.DataFrame, layout: Layout) -> pd.DataFrame:
+    extra = [
+        {"name": name, "kind": "addon", "external_id": ext, "price": None, "currency": None}
+        for _, ext, name in layout.addon_columns
+    ] + [
+        {"name": name, "kind": "item", "external_id": None, "price": None, "currency": None}
+        for _, name in layout.item_columns
+    ]
+    products = pd.concat([rewards, pd.DataFrame(extra, columns=rewards.columns)])
+    products = products.assign(rank=products["kind"].map(KIND_PRECEDENCE))
+    products = products.sort_values(["name", "rank"], kind="stable").drop_duplicates("name")
+    products = products.drop(columns="rank").reset_index(drop=True)
+    products = products.astype({"name": "str", "kind": "str"})
+    for column in ("external_id", "price", "currency"):
+        products[column] = products[column].astype(object).where(products[column].notna(), None)
+    return products
+
+
+def _inventory(quantities: pd.DataFrame, pledges: pd.DataFrame) -> pd.DataFrame:
+    """Quantities above zero of each winning row; an add-on and an item of the same name
+    count the same goods, so the line takes the larger of the two."""
+    keys = pd.Series(pledges["pledge_key"].to_numpy(), index=pledges["source_row"].to_numpy())
+    cells = quantities[quantities["row"].isin(keys.index)]
+    qty = pd.to_numeric(cells["value"].str.strip().replace("", "0"), errors="raise")
+    lines = pd.DataFrame(
+        {
+            "pledge_key": keys.loc[cells["row"]].to_numpy(),
+            "product_name": cells["product"].to_numpy(),
+            "quantity": qty.to_numpy(dtype="int64"),
+        }
+    )
+    lines = lines[lines["quantity"] > 0]
+    lines = lines.groupby(["pledge_key", "product_name"], as_index=False, sort=True)[
+        "quantity"
+    ].max()
+    return lines.astype({"pledge_key": "str", "product_name": "str", "quantity": "int64"})

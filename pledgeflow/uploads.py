@@ -1,0 +1,238 @@
+"""Start an upload (detect its layout, list its chunks) and aggregate it once chunks are done."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import func, select, update
+
+from pledgeflow.chunks import now
+from pledgeflow.database import get_engine, transaction
+from pledgeflow.failures import UploadNotFoundError
+from schemas.platforms import UnknownLayoutError, UnsupportedPlatformError, resolve_layout
+from schemas.tables import DATA_TABLES, CsvUpload, CsvUploadChunk, UploadStatus
+
+logger = logging.getLogger(__name__)
+SAMPLE_SIZE = 100
+UPLOAD = CsvUpload.__table__
+
+
+class UploadPlan(BaseModel):
+    """The chunks a flow run should attempt, or why the upload cannot be processed."""
+
+    upload_id: int
+    shop: str
+    platform: str | None
+    variant: str | None = None
+    chunk_ids: list[int] = []
+    error: dict[str, Any] | None = None
+
+
+class UploadResult(BaseModel):
+    """The upload's outcome as the CLI's `--json` prints it."""
+
+    upload_id: int
+    status: str
+    platform: str | None
+    total_rows: int
+    imported_rows: int
+    rejected_rows: int
+    total_chunks: int
+    completed_chunks: int
+    failed_chunks: int
+    stats: dict[str, Any] | None = None
+    errors: dict[str, Any] | None = None
+
+
+def start_upload(upload_id: int) -> UploadPlan:
+    """Mark the upload PROCESSING, detect its platform from the headers, list unfinished chunks.
+
+    An unknown layout fails the upload at once, naming the closest platform and the headers
+    it lacks; no row is written.
+    """
+    with transaction() as conn:
+        upload = conn.execute(select(UPLOAD).where(UPLOAD.c.id == upload_id)).first()
+        if upload is None:
+            raise UploadNotFoundError(upload_id)
+        first = conn.execute(
+            select(CsvUploadChunk.data)
+            .where(CsvUploadChunk.upload_id == upload_id)
+            .order_by(CsvUploadChunk.chunk_index)
+            .limit(1)
+        ).scalar()
+        plan = UploadPlan(upload_id=upload_id, shop=upload.shop, platform=upload.platform)
+        headers = (first or {}).get("headers") if isinstance(first, dict) else None
+        try:
+            if not isinstance(headers, list) or not headers:
+                raise ValueError("the upload has no chunks with a header row")
+            layout = resolve_layout(tuple(str(h) for h in headers), upload.platform)
+        except (UnknownLayoutError, UnsupportedPlatformError, ValueError) as exc:
+            plan.error = (
+                exc.as_error()
+                if isinstance(exc, UnknownLayoutError)
+                else {"code": getattr(exc, "code", "no_data"), "message": str(exc)}
+            )
+            conn.execute(
+                update(CsvUpload)
+                .where(CsvUpload.id == upload_id)
+                .values(
+                    status=UploadStatus.FAILED,
+                    errors={"by_code": {}, "sample": [], "error": plan.error},
+                    started_at=func.coalesce(CsvUpload.started_at, now()),
+                    completed_at=now(),
+                )
+            )
+            logger.warning("upload %s failed before import: %s", upload_id, plan.error["code"])
+            return plan
+        plan.platform, plan.variant = layout.platform, layout.variant
+        conn.execute(
+            update(CsvUpload)
+            .where(CsvUpload.id == upload_id)
+            .values(
+                status=UploadStatus.PROCESSING,
+                platform=layout.platform,
+                started_at=now(),
+                completed_at=None,
+            )
+        )
+        plan.chunk_ids = list(
+            conn.execute(
+                select(CsvUploadChunk.id)
+                .where(
+                    CsvUploadChunk.upload_id == upload_id,
+                    CsvUploadChunk.status != UploadStatus.COMPLETED,
+                )
+                .order_by(CsvUploadChunk.chunk_index)
+            ).scalars()
+        )
+    logger.info(
+        "upload %s: platform %s (%s), %s chunks to process",
+        upload_id, plan.platform, plan.variant, len(plan.chunk_ids),
+    )
+    return plan
+
+
+def aggregate_upload(upload_id: int) -> UploadResult:
+    """Set the upload's counters, stats, errors and final status from its chunks.
+
+    The upload is FAILED if any chunk failed (or it failed before import), COMPLETED when every
+    chunk completed, and stays PROCESSING while another run still holds a chunk.
+    """
+    with transaction() as conn:
+        upload = conn.execute(select(UPLOAD).where(UPLOAD.c.id == upload_id)).first()
+        if upload is None:
+            raise UploadNotFoundError(upload_id)
+        chunks = conn.execute(
+            select(
+                CsvUploadChunk.chunk_index, CsvUploadChunk.status, CsvUploadChunk.row_count,
+                CsvUploadChunk.imported_rows, CsvUploadChunk.rejected_rows,
+                CsvUploadChunk.stats, CsvUploadChunk.errors,
+            )
+            .where(CsvUploadChunk.upload_id == upload_id)
+            .order_by(CsvUploadChunk.chunk_index)
+        ).all()
+        statuses = Counter(UploadStatus(c.status) for c in chunks)
+        tables = {t: {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0}
+                  for t in DATA_TABLES}
+        by_code: Counter[str] = Counter()
+        sample: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        for chunk in chunks:
+            stats = chunk.stats or {}
+            if chunk.status == UploadStatus.COMPLETED:
+                for table, counts in stats.get("tables", {}).items():
+                    for key, value in counts.items():
+                        tables[table][key] += value
+                by_code.update(stats.get("by_code", {}))
+                if len(sample) < SAMPLE_SIZE:
+                    sample += (chunk.errors or {}).get("rejected", [])[: SAMPLE_SIZE - len(sample)]
+            elif chunk.status == UploadStatus.FAILED:
+                failed.append({"chunk_index": chunk.chunk_index,
+                               **((chunk.errors or {}).get("error") or {})})
+        completed = [c for c in chunks if c.status == UploadStatus.COMPLETED]
+        # A layout error from start_upload stands until a chunk has been attempted.
+        error = None
+        if upload.status == UploadStatus.FAILED and not chunks_started(chunks):
+            error = (upload.errors or {}).get("error")
+        if failed:
+            error = {
+                "code": "chunks_failed",
+                "message": f"{len(failed)} of {len(chunks)} chunks failed",
+                "chunks": failed[:SAMPLE_SIZE],
+            }
+        if error is not None:
+            status = UploadStatus.FAILED
+        elif chunks and statuses[UploadStatus.COMPLETED] == len(chunks):
+            status = UploadStatus.COMPLETED
+        elif not chunks:
+            status = UploadStatus.FAILED
+            error = {"code": "no_data", "message": "the upload has no chunks"}
+        else:
+            status = UploadStatus.PROCESSING
+        finished = now() if status != UploadStatus.PROCESSING else None
+        started = upload.started_at or finished
+        seconds = (
+            max((finished - _aware(started)).total_seconds(), 1e-6)
+            if finished and started else None
+        )
+        imported = sum(c.imported_rows for c in completed)
+        values: dict[str, Any] = {
+            "status": status,
+            "total_rows": sum(c.row_count for c in chunks),
+            "total_chunks": len(chunks),
+            "completed_chunks": len(completed),
+            "failed_chunks": len(failed),
+            "imported_rows": imported,
+            "rejected_rows": sum(c.rejected_rows for c in completed),
+            "stats": {
+                "tables": tables,
+                "duration_seconds": round(seconds, 3) if seconds else None,
+                "rows_per_second": round(sum(c.row_count for c in completed) / seconds, 1)
+                if seconds else None,
+            },
+            "errors": {"by_code": dict(sorted(by_code.items())), "sample": sample,
+                       "error": error},
+            "completed_at": finished,
+        }
+        conn.execute(update(CsvUpload).where(CsvUpload.id == upload_id).values(**values))
+    result = read_upload(upload_id)
+    logger.info(
+        "upload %s %s: %s rows, %s imported, %s rejected, %s/%s chunks failed",
+        upload_id, result.status, result.total_rows, result.imported_rows,
+        result.rejected_rows, result.failed_chunks, result.total_chunks,
+    )
+    return result
+
+
+def chunks_started(chunks: list[Any]) -> bool:
+    """Whether any chunk has been attempted (so an earlier upload-level error is stale)."""
+    return any(c.status != UploadStatus.PENDING for c in chunks)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def read_upload(upload_id: int) -> UploadResult:
+    """Read an upload's status and counters."""
+    with get_engine().connect() as conn:
+        upload = conn.execute(select(UPLOAD).where(UPLOAD.c.id == upload_id)).first()
+    if upload is None:
+        raise UploadNotFoundError(upload_id)
+    return UploadResult(
+        upload_id=upload.id,
+        status=UploadStatus(upload.status).value,
+        platform=upload.platform,
+        total_rows=upload.total_rows,
+        imported_rows=upload.imported_rows,
+        rejected_rows=upload.rejected_rows,
+        total_chunks=upload.total_chunks,
+        completed_chunks=upload.completed_chunks,
+        failed_chunks=upload.failed_chunks,
+        stats=upload.stats,
+        errors=upload.errors,
+    )

@@ -1,0 +1,1 @@
+"""Thin Prefect tasks over pledgeflow's plain functions."""

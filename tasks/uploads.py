@@ -1,0 +1,39 @@
+"""Upload-level tasks: start an upload, aggregate it, stage a file into one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from pledgeflow.staging import stage_file
+from pledgeflow.uploads import UploadPlan, UploadResult, aggregate_upload, start_upload
+from tasks.retry_policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+
+_retry = {
+    "retries": RETRIES,
+    "retry_delay_seconds": RETRY_DELAYS,
+    "retry_jitter_factor": RETRY_JITTER,
+    "retry_condition_fn": retry_if_transient,
+}
+
+
+@task(name="start-upload", task_run_name="start-upload-{upload_id}", **_retry)  # type: ignore[call-overload]
+def start_upload_task(upload_id: int) -> UploadPlan:
+    """Detect the upload's platform and list the chunks still to process."""
+    return start_upload(upload_id)
+
+
+@task(name="aggregate-upload", task_run_name="aggregate-upload-{upload_id}", **_retry)  # type: ignore[call-overload]
+def aggregate_upload_task(upload_id: int) -> UploadResult:
+    """Set the upload's counters, stats, errors and final status."""
+    return aggregate_upload(upload_id)
+
+
+@task(name="stage-file", task_run_name="stage-{shop}-{project}", **_retry)  # type: ignore[call-overload]
+def stage_file_task(
+    path: str, shop: str, project: str, platform: str | None, chunk_size: int
+) -> int:
+    """Stream a CSV file into a new upload and its chunks; return the upload id."""
+    return stage_file(Path(path), shop=shop, project=project, platform=platform,
+                      chunk_size=chunk_size)
