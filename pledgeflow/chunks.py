@@ -10,9 +10,10 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from pledgeflow.database import get_engine, transaction
-from pledgeflow.failures import ChunkDataError
+from pledgeflow.failures import ChunkDataError, is_transient
 from pledgeflow.settings import get_settings
 from pledgeflow.transform import build_frames
 from pledgeflow.upserts import WriteTarget, write_chunk
@@ -91,7 +92,7 @@ def process_chunk(chunk_id: int) -> ChunkSummary:
         mark_chunk_failed(chunk_id, exc.code, str(exc))
         raise
     except Exception as exc:
-        mark_chunk_failed(chunk_id, type(exc).__name__, _describe(exc))
+        mark_chunk_failed(chunk_id, *_describe(exc))
         raise
     logger.info(
         "chunk %s (index %s) completed: %s imported, %s rejected in %.2fs",
@@ -101,9 +102,14 @@ def process_chunk(chunk_id: int) -> ChunkSummary:
     return summary
 
 
-def _describe(exc: BaseException) -> str:
-    # Database errors echo the statement and its parameters (backers' data): keep the first line.
-    return str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+def _describe(exc: BaseException) -> tuple[str, str]:
+    """A reason code and a one-line message; database errors keep only the server's message."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        code = "transient_database_error" if is_transient(exc) else "database_error"
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        first_line = (str(exc.orig).splitlines() or [type(exc.orig).__name__])[0]
+        return code, f"{first_line[:400]} (SQLSTATE {sqlstate})" if sqlstate else first_line[:400]
+    return type(exc).__name__, (str(exc).splitlines() or [""])[0][:400]
 
 
 def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:

@@ -21,7 +21,8 @@ _SQLITE_WRITE_LOCK = threading.RLock()
 @lru_cache(maxsize=8)
 def _engine_for(url: str, pool_size: int) -> Engine:
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {"future": True}
+    # Parameters are backers' personal data: keep them out of exception messages and logs.
+    kwargs: dict[str, Any] = {"hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": 120, "check_same_thread": False}
     else:

@@ -168,7 +168,7 @@ def _quantity_failures(cells: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _blank_to_none(cells: pd.Series) -> pd.Series:
     stripped = cells.str.strip()
-    return stripped.where(stripped != "", None).astype(object)
+    return stripped.where(stripped != "", None).astype("str")
 
 
 def _money_column(
@@ -226,7 +226,7 @@ def _canonical_frames(
             "product_name": reward_name,
             "amount": money["amount"][0],
             "shipping_amount": money["shipping_amount"][0],
-            "currency": pledge_currency.fillna(project_currency or pd.NA).astype(object),
+            "currency": pledge_currency.fillna(project_currency or pd.NA).astype("str"),
             "status": text["status"].str.lower(),
             "pledged_at": dates["pledged_at"],
             "source_row": rows,
@@ -301,10 +301,8 @@ def _products(rewards: pd.DataFrame, layout: Layout) -> pd.DataFrame:
     products = products.assign(rank=products["kind"].map(KIND_PRECEDENCE))
     products = products.sort_values(["name", "rank"], kind="stable").drop_duplicates("name")
     products = products.drop(columns="rank").reset_index(drop=True)
-    products = products.astype({"name": "str", "kind": "str"})
-    for column in ("external_id", "price", "currency"):
-        products[column] = products[column].astype(object).where(products[column].notna(), None)
-    return products
+    products["price"] = products["price"].astype(object).where(products["price"].notna(), None)
+    return products.astype({"name": "str", "kind": "str", "external_id": "str", "currency": "str"})
 
 
 def _inventory(quantities: pd.DataFrame, pledges: pd.DataFrame) -> pd.DataFrame:

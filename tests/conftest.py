@@ -1,0 +1,104 @@
+"""Session-wide real services: a fresh PostgreSQL database, Redis, and Prefect's test harness."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.testing.utilities import prefect_test_harness
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+
+from pledgeflow.database import _engine_for, get_engine
+from pledgeflow.settings import get_settings
+
+ADMIN_URL = os.environ.get(
+    "PLEDGEFLOW_TEST_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("PLEDGEFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+RUN_ID = uuid.uuid4().hex[:10]
+DATA_TABLES = "inventory, survey, pledge, product, backer, csv_upload_chunk, csv_upload, project"
+
+
+def use_database(url: str) -> None:
+    """Point pledgeflow's settings (and so every task) at `url`."""
+    os.environ["PLEDGEFLOW_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    _engine_for.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database of its own for this test run, migrated to head, dropped after."""
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"pledgeflow_test_{RUN_ID}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        pytest.fail(f"PostgreSQL is required at {ADMIN_URL} and could not be reached: {exc}")
+    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    previous = os.environ.get("PLEDGEFLOW_DATABASE_URL")
+    use_database(url)
+    from pledgeflow.migrations.runner import upgrade
+
+    upgrade()
+    yield url
+    _engine_for.cache_clear()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+    if previous is None:
+        os.environ.pop("PLEDGEFLOW_DATABASE_URL", None)
+    else:
+        os.environ["PLEDGEFLOW_DATABASE_URL"] = previous
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    """The real Redis; keys this run writes carry a unique prefix and are deleted after."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as exc:  # pragma: no cover - depends on the machine
+        pytest.fail(f"Redis is required at {REDIS_URL} and could not be reached: {exc}")
+    yield client
+    for key in client.scan_iter(match=f"pledgeflow-test-{RUN_ID}*"):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """Prefect's test harness: a temporary API server for the whole session."""
+    with (
+        prefect_test_harness(server_startup_timeout=120),
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+    ):
+        yield
+
+
+@pytest.fixture
+def db(pg_url: str) -> Iterator[Engine]:
+    """The test run's PostgreSQL database, emptied before each test."""
+    use_database(pg_url)
+    engine = get_engine()
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {DATA_TABLES} RESTART IDENTITY CASCADE"))
+    yield engine
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path, pg_url: str) -> Iterator[Engine]:
+    """A fresh SQLite database (the embedded default), migrated; PostgreSQL is restored after."""
+    use_database(f"sqlite:///{tmp_path / 'pledgeflow.db'}")
+    from pledgeflow.migrations.runner import upgrade
+
+    upgrade()
+    yield get_engine()
+    use_database(pg_url)

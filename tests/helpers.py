@@ -1,0 +1,73 @@
+"""Helpers shared by tests: write files, stage them, read tables back."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from pledgeflow.staging import stage_file
+from pledgeflow.uploads import UploadResult, read_upload
+
+# Business content of each table, without surrogate ids or bookkeeping columns, so two
+# imports can be compared row for row.
+CONTENT = {
+    "backer": "SELECT shop, email, name, phone, country, external_id FROM backer",
+    "product": "SELECT p.name, kind, external_id, price, currency FROM product p",
+    "pledge": """SELECT pl.pledge_id, b.email, pr.name AS product, amount, shipping_amount,
+                        pl.currency, status, pledged_at, platform
+                 FROM pledge pl JOIN backer b ON b.id = pl.backer_id
+                 LEFT JOIN product pr ON pr.id = pl.product_id""",
+    "survey": """SELECT pl.pledge_id, responded_at, shipping_name, shipping_address_1,
+                        shipping_address_2, shipping_city, shipping_state,
+                        shipping_postal_code, shipping_country_name, shipping_country_code,
+                        shipping_phone, delivery_notes, CAST(answers AS TEXT)
+                 FROM survey s JOIN pledge pl ON pl.id = s.pledge_id""",
+    "inventory": """SELECT pl.pledge_id, pr.name, quantity FROM inventory i
+                    JOIN survey s ON s.id = i.survey_id JOIN pledge pl ON pl.id = s.pledge_id
+                    JOIN product pr ON pr.id = i.product_id""",
+}
+
+
+def table_contents(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every data table's business content, sorted."""
+    with engine.connect() as conn:
+        return {
+            name: sorted((tuple(r) for r in conn.execute(text(sql))), key=repr)
+            for name, sql in CONTENT.items()
+        }
+
+
+def checksums(engine: Engine) -> dict[str, tuple[int, str]]:
+    """Row count and a content digest per table."""
+    return {
+        name: (len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()[:16])
+        for name, rows in table_contents(engine).items()
+    }
+
+
+def count(engine: Engine, sql: str, **params: Any) -> int:
+    """Run a COUNT query."""
+    with engine.connect() as conn:
+        return int(conn.execute(text(sql), params).scalar_one())
+
+
+def write_file(tmp_path: Path, name: str, data: bytes) -> Path:
+    """Write `data` to a file under the test's temporary folder."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def import_path(path: Path, *, chunk_size: int = 2000, shop: str = "shop.example.com",
+                project: str = "Campaign", platform: str | None = None) -> UploadResult:
+    """Stage a file and run the upload flow on it, as `pledgeflow import` does."""
+    from flows.process_upload import process_upload
+
+    upload_id = stage_file(path, shop=shop, project=project, platform=platform,
+                           chunk_size=chunk_size)
+    process_upload(upload_id, return_state=True)
+    return read_upload(upload_id)

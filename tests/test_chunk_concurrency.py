@@ -1,0 +1,129 @@
+"""Chunks of one upload run concurrently; a failing chunk leaves nothing of its own behind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from pledgeflow.settings import get_settings
+from tests.exports import backers, render
+from tests.helpers import checksums, count, import_path, write_file
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@pytest.fixture
+def slow_pledge_writes(db: Engine) -> Iterator[None]:
+    """Make every pledge statement take 0.3 s, so overlapping chunks are visible in time."""
+    with db.begin() as conn:
+        conn.execute(text("""
+            CREATE FUNCTION test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$;
+            CREATE TRIGGER test_slow AFTER INSERT ON pledge
+            FOR EACH STATEMENT EXECUTE FUNCTION test_slow();
+        """))
+    yield
+    with db.begin() as conn:
+        conn.execute(text("DROP TRIGGER test_slow ON pledge; DROP FUNCTION test_slow();"))
+
+
+def max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals],
+                    key=lambda x: (x[0], x[1]))
+    best = running = 0
+    for _, step in events:
+        running += step
+        best = max(best, running)
+    return best
+
+
+def test_chunks_run_concurrently_and_match_a_serial_run(
+    db: Engine, tmp_path: Path, slow_pledge_writes: None
+) -> None:
+    assert get_settings().task_concurrency >= 4
+    path = write_file(tmp_path, "many.csv", render("2020", backers(120, repeat_every=7)))
+
+    result = import_path(path, chunk_size=6)
+
+    assert result.status == "COMPLETED"
+    assert result.total_chunks == 20
+    with db.connect() as conn:
+        spans = [tuple(r) for r in conn.execute(
+            text("SELECT started_at, completed_at FROM csv_upload_chunk")
+        )]
+    assert max_overlap(spans) >= 4
+    concurrent = checksums(db)
+
+    with db.begin() as conn:
+        conn.execute(text("TRUNCATE inventory, survey, pledge, product, backer, "
+                          "csv_upload_chunk, csv_upload, project RESTART IDENTITY CASCADE"))
+    from flows.process_upload import process_upload
+    from pledgeflow.staging import stage_file
+
+    upload_id = stage_file(path, shop="shop.example.com", project="Campaign", chunk_size=6)
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    serial = process_upload.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))
+    serial(upload_id, return_state=True)
+    with db.connect() as conn:
+        spans = [tuple(r) for r in conn.execute(
+            text("SELECT started_at, completed_at FROM csv_upload_chunk")
+        )]
+    assert max_overlap(spans) == 1
+    assert checksums(db) == concurrent
+
+
+@pytest.fixture
+def failing_pledge(db: Engine) -> Iterator[str]:
+    """A database trigger that fails any transaction writing pledge key 'boom'."""
+    with db.begin() as conn:
+        conn.execute(text("""
+            CREATE FUNCTION test_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF NEW.pledge_id = 'boom' THEN RAISE EXCEPTION 'injected failure'; END IF;
+              RETURN NEW;
+            END $$;
+            CREATE TRIGGER test_boom BEFORE INSERT OR UPDATE ON pledge
+            FOR EACH ROW EXECUTE FUNCTION test_boom();
+        """))
+    yield "boom"
+    with db.begin() as conn:
+        conn.execute(text("DROP TRIGGER test_boom ON pledge; DROP FUNCTION test_boom();"))
+
+
+def test_a_failing_chunk_leaves_no_rows_and_fails_the_upload(
+    db: Engine, tmp_path: Path, failing_pledge: str
+) -> None:
+    rows = backers(12)
+    rows[7].extra["Backer Number"] = failing_pledge  # data row 8, in chunk 1 of 0..2
+    rows[7].email = "only-in-failing-chunk@example.com"
+    rows[7].tier = None
+    path = write_file(tmp_path, "fail.csv", render("2020", rows))
+
+    result = import_path(path, chunk_size=4)
+
+    assert result.status == "FAILED"
+    assert (result.total_chunks, result.completed_chunks, result.failed_chunks) == (3, 2, 1)
+    assert result.total_rows == 12
+    assert result.imported_rows == 8
+    error = (result.errors or {})["error"]
+    assert error["code"] == "chunks_failed"
+    assert error["chunks"][0]["chunk_index"] == 1
+    assert "injected failure" in error["chunks"][0]["message"]
+    with db.connect() as conn:
+        chunk = conn.execute(text(
+            "SELECT status, errors FROM csv_upload_chunk WHERE chunk_index = 1"
+        )).one()
+    assert chunk.status == "FAILED"
+    assert chunk.errors["error"]["code"] == "database_error"
+    assert chunk.errors["error"]["message"] == "injected failure (SQLSTATE P0001)"
+    # Nothing of chunk 1 is left: its backers, pledges and surveys were rolled back.
+    assert count(db, "SELECT count(*) FROM pledge") == 8
+    assert count(db, "SELECT count(*) FROM pledge WHERE source_row BETWEEN 5 AND 8") == 0
+    assert count(db, "SELECT count(*) FROM backer WHERE email LIKE 'only-in-failing%'") == 0
+    assert count(db, "SELECT count(*) FROM survey") == 8

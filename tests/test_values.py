@@ -1,0 +1,178 @@
+"""Money and date parsing on the value formats real exports carry (platform-formats.md 1.3)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+
+from pledgeflow.values import (
+    MoneyError,
+    date_matches,
+    is_blank,
+    money_matches,
+    parse_dates,
+    parse_money,
+)
+
+
+@pytest.mark.parametrize(
+    ("cell", "project_currency", "amount", "currency"),
+    [
+        # 2014 export: symbol + amount + ISO code.
+        ("$5.00 USD", None, "5.00", "USD"),
+        ("$0.00 USD", "EUR", "0.00", "USD"),
+        # 2018 SEK export: ISO prefix and a thousands comma.
+        ("SEK 1,000.00", None, "1000.00", "SEK"),
+        ("SEK 100.00", "USD", "100.00", "SEK"),
+        # 2025 GBP export: symbol only.
+        ("£253.00", None, "253.00", "GBP"),
+        ("£253.00", "USD", "253.00", "GBP"),
+        # BackerKit: a plain number means the project's currency.
+        ("249.0", "EUR", "249.00", "EUR"),
+        ("249.0", None, "249.00", None),
+        ("0.0", "USD", "0.00", "USD"),
+        # An ISO code beats the symbol beside it and the project currency.
+        ("$59 AUD", None, "59.00", "AUD"),
+        ("$59 AUD", "USD", "59.00", "AUD"),
+        # Prefixed dollar symbols name their currency.
+        ("AU$ 25.00", None, "25.00", "AUD"),
+        ("AU$ 25.00", "USD", "25.00", "AUD"),
+        ("CA$ 20", None, "20.00", "CAD"),
+        # Euro formats: decimal comma, dot thousands.
+        ("€12,50", None, "12.50", "EUR"),
+        ("1.234,56 EUR", None, "1234.56", "EUR"),
+        ("EUR 1.234,56", None, "1234.56", "EUR"),
+        # A bare `$` is the project's dollar when it has one, else USD.
+        ("$109.00", "AUD", "109.00", "AUD"),
+        ("$109.00", "CAD", "109.00", "CAD"),
+        ("$109.00", None, "109.00", "USD"),
+        ("USD 159.00", "AUD", "159.00", "USD"),
+        ("$1,234,567.89 USD", None, "1234567.89", "USD"),
+        (" $5.00 USD ", None, "5.00", "USD"),
+        ("9999999999.99", None, "9999999999.99", None),
+    ],
+)
+def test_parse_money_real_formats(
+    cell: str, project_currency: str | None, amount: str, currency: str | None
+) -> None:
+    parsed_amount, parsed_currency = parse_money(cell, project_currency)
+    assert parsed_amount == Decimal(amount)
+    assert parsed_amount.as_tuple().exponent == -2  # quantized to cents, like numeric(12,2)
+    assert parsed_currency == currency
+
+
+@pytest.mark.parametrize(
+    ("cell", "amount", "currency"),
+    [
+        ("-$5.00 USD", "-5.00", "USD"),
+        ("$-5.00", "-5.00", "USD"),
+        ("-249.0", "-249.00", None),
+        ("SEK -1,000.00", "-1000.00", "SEK"),
+    ],
+)
+def test_parse_money_negative(cell: str, amount: str, currency: str | None) -> None:
+    assert parse_money(cell, None) == (Decimal(amount), currency)
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "10000000000.00",
+        "$10,000,000,000.00 USD",
+        "-10000000000",
+        "99999999999999999999999999999999",
+    ],
+)
+def test_parse_money_out_of_numeric_12_2_range(cell: str) -> None:
+    with pytest.raises(MoneyError):
+        parse_money(cell, "USD")
+
+
+@pytest.mark.parametrize("cell", ["USD 5.00 EUR", "SEK 100 USD", "EUR1,00GBP"])
+def test_parse_money_two_iso_codes_rejected(cell: str) -> None:
+    with pytest.raises(MoneyError, match="two currencies"):
+        parse_money(cell, None)
+
+
+@pytest.mark.parametrize(
+    "cell",
+    ["twelve dollars", "", "   ", "$", "USD", "5.00.00", "1-2", "12abc", "$5 USD extra", "N/A"],
+)
+def test_parse_money_garbage_rejected(cell: str) -> None:
+    with pytest.raises(MoneyError):
+        parse_money(cell, "USD")
+
+
+def test_money_matches_flags_only_bad_cells() -> None:
+    cells = pd.Series(
+        ["$5.00 USD", "", "  ", None, "twelve", "USD 5 EUR", "10000000000", "£253.00", "249.0"],
+        index=[11, 12, 13, 14, 15, 16, 17, 18, 19],
+        dtype=object,
+    )
+    result = money_matches(cells)
+    assert result.index.tolist() == cells.index.tolist()
+    assert result.tolist() == [True, True, True, True, False, False, False, True, True]
+
+
+def test_is_blank() -> None:
+    cells = pd.Series(["", " \t", None, "x", " 0 "], dtype=object)
+    assert is_blank(cells).tolist() == [True, True, True, False, False]
+
+
+def utc(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+def test_parse_dates_formats_in_one_column_keep_their_rows() -> None:
+    cells = pd.Series(
+        [
+            "2014/04/24, 05:37",  # Kickstarter: naive, read as UTC
+            "2017-08-15 07:15:44 -0700",  # BackerKit: offset converted to UTC
+            "2020-01-02T03:04:05Z",
+            "2020-01-02T03:04:05+02:00",
+            "2024-06-25",
+            "2018/03/28, 10:27:15",
+            " 2014/04/24, 05:37 ",
+            "2017-08-15 07:15:44 +0200",
+        ],
+        index=[101, 102, 103, 104, 105, 106, 107, 108],
+    )
+    parsed = parse_dates(cells)
+    assert str(parsed.dtype) == "datetime64[us, UTC]"
+    assert parsed.index.tolist() == [101, 102, 103, 104, 105, 106, 107, 108]
+    assert parsed.tolist() == [
+        utc("2014-04-24 05:37"),
+        utc("2017-08-15 14:15:44"),
+        utc("2020-01-02 03:04:05"),
+        utc("2020-01-02 01:04:05"),
+        utc("2024-06-25 00:00"),
+        utc("2018-03-28 10:27:15"),
+        utc("2014-04-24 05:37"),
+        utc("2017-08-15 05:15:44"),
+    ]
+
+
+def test_parse_dates_blanks_and_garbage_become_nat() -> None:
+    cells = pd.Series(
+        ["", "   ", None, "yesterday", "2024-13-45", "2014/02/30, 05:37", "12abc", "2014/04/24"],
+        dtype=object,
+    )
+    parsed = parse_dates(cells)
+    assert parsed.isna().tolist() == [True, True, True, True, True, True, True, False]
+    assert parsed.iloc[7] == utc("2014-04-24")
+
+
+def test_date_matches_accepts_blanks_rejects_garbage() -> None:
+    cells = pd.Series(
+        ["2014/04/24, 05:37", "", None, "soon", "2017-08-15 07:15:44 -0700", "31/31/2020"],
+        dtype=object,
+    )
+    assert date_matches(cells).tolist() == [True, True, True, False, True, False]
+
+
+def test_parse_dates_empty_series() -> None:
+    parsed = parse_dates(pd.Series([], dtype=object))
+    assert parsed.empty
+    assert str(parsed.dtype) == "datetime64[us, UTC]"
