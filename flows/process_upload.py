@@ -26,7 +26,7 @@ class UploadFailedError(RuntimeError):
 @flow(
     name="process-upload",
     flow_run_name="upload-{upload_id}",
-    task_runner=ThreadPoolTaskRunner(max_workers=get_settings().task_concurrency),
+    task_runner=ThreadPoolTaskRunner(max_workers=get_settings().task_concurrency),  # type: ignore[arg-type]
 )
 def process_upload(upload_id: int) -> UploadResult:
     """Import every unfinished chunk of an upload concurrently, then aggregate the outcome."""

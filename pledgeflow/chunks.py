@@ -82,7 +82,9 @@ def process_chunk(chunk_id: int) -> ChunkSummary:
             raise ChunkDataError("unknown_chunk", f"chunk {chunk_id} does not exist")
         logger.info("chunk %s not claimable (status %s), skipped", chunk_id, status.status)
         return ChunkSummary(
-            chunk_id=chunk_id, chunk_index=status.chunk_index, status=str(status.status),
+            chunk_id=chunk_id,
+            chunk_index=status.chunk_index,
+            status=str(status.status),
             claimed=False,
         )
     started = time.perf_counter()
@@ -96,7 +98,10 @@ def process_chunk(chunk_id: int) -> ChunkSummary:
         raise
     logger.info(
         "chunk %s (index %s) completed: %s imported, %s rejected in %.2fs",
-        chunk_id, index, summary.imported_rows, summary.rejected_rows,
+        chunk_id,
+        index,
+        summary.imported_rows,
+        summary.rejected_rows,
         time.perf_counter() - started,
     )
     return summary
@@ -117,9 +122,14 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
     with engine.connect() as conn:
         chunk = conn.execute(
             select(
-                CsvUploadChunk.data, CsvUploadChunk.first_row, CsvUploadChunk.chunk_index,
+                CsvUploadChunk.data,
+                CsvUploadChunk.first_row,
+                CsvUploadChunk.chunk_index,
                 CsvUploadChunk.upload_id,
-                CsvUpload.shop, CsvUpload.project_id, CsvUpload.platform, Project.currency,
+                CsvUpload.shop,
+                CsvUpload.project_id,
+                CsvUpload.platform,
+                Project.currency,
             )
             .join(CsvUpload, CsvUpload.id == CsvUploadChunk.upload_id)
             .join(Project, Project.id == CsvUpload.project_id)
@@ -135,7 +145,9 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
         raise ChunkDataError(exc.code, str(exc)) from exc
     frames = build_frames(headers, rows, chunk.first_row, layout, chunk.currency)
     target = WriteTarget(
-        shop=chunk.shop, project_id=chunk.project_id, upload_id=chunk.upload_id,
+        shop=chunk.shop,
+        project_id=chunk.project_id,
+        upload_id=chunk.upload_id,
         platform=layout.platform,
     )
     by_code = Counter(r["code"] for r in frames.rejected)

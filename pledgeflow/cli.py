@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,8 +16,15 @@ db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 SUMMARY_FIELDS = (
-    "upload_id", "status", "platform", "total_rows", "imported_rows", "rejected_rows",
-    "total_chunks", "completed_chunks", "failed_chunks",
+    "upload_id",
+    "status",
+    "platform",
+    "total_rows",
+    "imported_rows",
+    "rejected_rows",
+    "total_chunks",
+    "completed_chunks",
+    "failed_chunks",
 )
 
 
@@ -144,9 +150,7 @@ def errors(upload_id: int) -> None:
     count = 0
     for entry in rejected_rows(upload_id):
         count += 1
-        typer.echo(
-            f"row {entry['row']}\t{entry['code']}\t{entry['column']}\t{entry['message']}"
-        )
+        typer.echo(f"row {entry['row']}\t{entry['code']}\t{entry['column']}\t{entry['message']}")
     failure = (result.errors or {}).get("error")
     if failure:
         typer.echo(f"upload error: {failure.get('code')}: {failure.get('message')}")
@@ -168,4 +172,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import psycopg.errors
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003",
-                                 "08006", "08001", "08004"})
+TRANSIENT_SQLSTATES = frozenset(
+    {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006", "08001", "08004"}
+)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from pledgeflow.database import transaction
 from schemas.platforms import PLATFORMS
-from schemas.tables import CsvUpload, CsvUploadChunk, Project
+from schemas.tables import PROJECT, CsvUpload, CsvUploadChunk
 
 logger = logging.getLogger(__name__)
 CHUNKS_PER_INSERT = 4  # chunk rows held in memory before they are written
@@ -29,7 +29,7 @@ class StagingError(ValueError):
 
 def ensure_project(conn: Connection, shop: str, name: str, currency: str | None) -> int:
     """Return the id of the shop's project, creating it if new (currency set when given)."""
-    table = Project.__table__
+    table = PROJECT
     insert_ = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     conn.execute(
         insert_(table)

@@ -146,9 +146,13 @@ def _quantity_cells(raw: pd.DataFrame, layout: Layout) -> pd.DataFrame:
     ]
     if not parts:
         return pd.DataFrame(
-            {"row": pd.Series(dtype="int64"), "column": pd.Series(dtype="int64"),
-             "header": pd.Series(dtype="str"), "product": pd.Series(dtype="str"),
-             "value": pd.Series(dtype="str")}
+            {
+                "row": pd.Series(dtype="int64"),
+                "column": pd.Series(dtype="int64"),
+                "header": pd.Series(dtype="str"),
+                "product": pd.Series(dtype="str"),
+                "value": pd.Series(dtype="str"),
+            }
         )
     cells = pd.concat(parts, ignore_index=True)
     return cells.astype({"header": "str", "product": "str", "value": "str"})
@@ -171,9 +175,7 @@ def _blank_to_none(cells: pd.Series) -> pd.Series:
     return stripped.where(stripped != "", None).astype("str")
 
 
-def _money_column(
-    cells: pd.Series, project_currency: str | None
-) -> tuple[pd.Series, pd.Series]:
+def _money_column(cells: pd.Series, project_currency: str | None) -> tuple[pd.Series, pd.Series]:
     amounts: list[Decimal | None] = []
     currencies: list[str | None] = []
     for cell in cells:
@@ -234,13 +236,20 @@ def _canonical_frames(
     ).drop_duplicates("pledge_key", keep="last")
 
     winners = pledges["source_row"]
-    answers = [
-        {key: cell.strip() for (index, key), cell in zip(layout.answer_columns, values, strict=True)
-         if cell.strip()}
-        for values in raw.loc[winners, [i for i, _ in layout.answer_columns]].itertuples(
-            index=False
-        )
-    ] if layout.answer_columns else [{} for _ in range(len(winners))]
+    answers = (
+        [
+            {
+                key: cell.strip()
+                for (index, key), cell in zip(layout.answer_columns, values, strict=True)
+                if cell.strip()
+            }
+            for values in raw.loc[winners, [i for i, _ in layout.answer_columns]].itertuples(
+                index=False
+            )
+        ]
+        if layout.answer_columns
+        else [{} for _ in range(len(winners))]
+    )
     surveys = pd.DataFrame(
         {
             "pledge_key": pledges["pledge_key"],
@@ -318,8 +327,10 @@ def _inventory(quantities: pd.DataFrame, pledges: pd.DataFrame) -> pd.DataFrame:
             "quantity": qty.to_numpy(dtype="int64"),
         }
     )
-    lines = lines[lines["quantity"] > 0]
-    lines = lines.groupby(["pledge_key", "product_name"], as_index=False, sort=True)[
-        "quantity"
-    ].max()
-    return lines.astype({"pledge_key": "str", "product_name": "str", "quantity": "int64"})
+    owed = lines[lines["quantity"] > 0].groupby(["pledge_key", "product_name"], sort=True)
+    return (
+        owed["quantity"]
+        .max()
+        .reset_index()
+        .astype({"pledge_key": "str", "product_name": "str", "quantity": "int64"})
+    )

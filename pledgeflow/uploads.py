@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,11 +15,10 @@ from pledgeflow.chunks import now
 from pledgeflow.database import get_engine, transaction
 from pledgeflow.failures import UploadNotFoundError
 from schemas.platforms import UnknownLayoutError, UnsupportedPlatformError, resolve_layout
-from schemas.tables import DATA_TABLES, CsvUpload, CsvUploadChunk, UploadStatus
+from schemas.tables import DATA_TABLES, UPLOAD, CsvUpload, CsvUploadChunk, UploadStatus
 
 logger = logging.getLogger(__name__)
 SAMPLE_SIZE = 100
-UPLOAD = CsvUpload.__table__
 
 
 class UploadPlan(BaseModel):
@@ -111,7 +111,10 @@ def start_upload(upload_id: int) -> UploadPlan:
         )
     logger.info(
         "upload %s: platform %s (%s), %s chunks to process",
-        upload_id, plan.platform, plan.variant, len(plan.chunk_ids),
+        upload_id,
+        plan.platform,
+        plan.variant,
+        len(plan.chunk_ids),
     )
     return plan
 
@@ -128,16 +131,21 @@ def aggregate_upload(upload_id: int) -> UploadResult:
             raise UploadNotFoundError(upload_id)
         chunks = conn.execute(
             select(
-                CsvUploadChunk.chunk_index, CsvUploadChunk.status, CsvUploadChunk.row_count,
-                CsvUploadChunk.imported_rows, CsvUploadChunk.rejected_rows,
-                CsvUploadChunk.stats, CsvUploadChunk.errors,
+                CsvUploadChunk.chunk_index,
+                CsvUploadChunk.status,
+                CsvUploadChunk.row_count,
+                CsvUploadChunk.imported_rows,
+                CsvUploadChunk.rejected_rows,
+                CsvUploadChunk.stats,
+                CsvUploadChunk.errors,
             )
             .where(CsvUploadChunk.upload_id == upload_id)
             .order_by(CsvUploadChunk.chunk_index)
         ).all()
         statuses = Counter(UploadStatus(c.status) for c in chunks)
-        tables = {t: {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0}
-                  for t in DATA_TABLES}
+        tables = {
+            t: {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0} for t in DATA_TABLES
+        }
         by_code: Counter[str] = Counter()
         sample: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
@@ -151,8 +159,9 @@ def aggregate_upload(upload_id: int) -> UploadResult:
                 if len(sample) < SAMPLE_SIZE:
                     sample += (chunk.errors or {}).get("rejected", [])[: SAMPLE_SIZE - len(sample)]
             elif chunk.status == UploadStatus.FAILED:
-                failed.append({"chunk_index": chunk.chunk_index,
-                               **((chunk.errors or {}).get("error") or {})})
+                failed.append(
+                    {"chunk_index": chunk.chunk_index, **((chunk.errors or {}).get("error") or {})}
+                )
         completed = [c for c in chunks if c.status == UploadStatus.COMPLETED]
         # A layout error from start_upload stands until a chunk has been attempted.
         error = None
@@ -177,7 +186,8 @@ def aggregate_upload(upload_id: int) -> UploadResult:
         started = upload.started_at or finished
         seconds = (
             max((finished - _aware(started)).total_seconds(), 1e-6)
-            if finished and started else None
+            if finished and started
+            else None
         )
         imported = sum(c.imported_rows for c in completed)
         values: dict[str, Any] = {
@@ -192,23 +202,28 @@ def aggregate_upload(upload_id: int) -> UploadResult:
                 "tables": tables,
                 "duration_seconds": round(seconds, 3) if seconds else None,
                 "rows_per_second": round(sum(c.row_count for c in completed) / seconds, 1)
-                if seconds else None,
+                if seconds
+                else None,
             },
-            "errors": {"by_code": dict(sorted(by_code.items())), "sample": sample,
-                       "error": error},
+            "errors": {"by_code": dict(sorted(by_code.items())), "sample": sample, "error": error},
             "completed_at": finished,
         }
         conn.execute(update(CsvUpload).where(CsvUpload.id == upload_id).values(**values))
     result = read_upload(upload_id)
     logger.info(
         "upload %s %s: %s rows, %s imported, %s rejected, %s/%s chunks failed",
-        upload_id, result.status, result.total_rows, result.imported_rows,
-        result.rejected_rows, result.failed_chunks, result.total_chunks,
+        upload_id,
+        result.status,
+        result.total_rows,
+        result.imported_rows,
+        result.rejected_rows,
+        result.failed_chunks,
+        result.total_chunks,
     )
     return result
 
 
-def chunks_started(chunks: list[Any]) -> bool:
+def chunks_started(chunks: Sequence[Any]) -> bool:
     """Whether any chunk has been attempted (so an earlier upload-level error is stale)."""
     return any(c.status != UploadStatus.PENDING for c in chunks)
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, ColumnElement, Table, and_, literal_column, or_, select, tuple_
+from sqlalchemy import ColumnElement, Connection, Table, and_, literal_column, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pledgeflow.transform import ChunkFrames
-from schemas.tables import Backer, Inventory, Pledge, Product, Survey
+from schemas.tables import BACKER, INVENTORY, PLEDGE, PRODUCT, SURVEY
 
 BATCH_ROWS = 1000  # keeps every statement under SQLite's 32,766 bound parameters
 
@@ -117,7 +117,7 @@ def _upsert(
             )
             changed = and_(later, changed)
         existing = _existing_keys(conn, table, keys, batch) if dialect != "postgresql" else None
-        created_flag = (
+        created_flag: ColumnElement[Any] = (
             literal_column("(xmax = 0)").label("created")
             if dialect == "postgresql"
             else literal_column("0").label("created")
@@ -179,7 +179,7 @@ def upsert_products(
     Conflict rule: a product keeps its kind; a missing external id, price or currency is
     filled in from the file, and values already stored win over later files.
     """
-    table = Product.__table__
+    table = PRODUCT
     rows = sorted(
         _records(products, ["name", "kind", "external_id", "price", "currency"]),
         key=lambda r: r["name"],
@@ -194,15 +194,17 @@ def upsert_products(
             stmt = insert(table).values(batch)
             fill = ("external_id", "price", "currency")
             existing = (
-                None if dialect == "postgresql"
+                None
+                if dialect == "postgresql"
                 else _existing_keys(conn, table, ("project_id", "name"), batch)
             )
             written = conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["project_id", "name"],
                     set_={c: _coalesce(table.c[c], stmt.excluded[c]) for c in fill},
-                    where=or_(*(and_(table.c[c].is_(None), stmt.excluded[c].isnot(None))
-                                for c in fill)),
+                    where=or_(
+                        *(and_(table.c[c].is_(None), stmt.excluded[c].isnot(None)) for c in fill)
+                    ),
                 ).returning(
                     table.c.project_id,
                     table.c.name,
@@ -239,7 +241,7 @@ def upsert_backers(
     Conflict rule: name, phone, country and platform id come from the row at the latest
     position (upload, then data row); an earlier row never overwrites a later one.
     """
-    table = Backer.__table__
+    table = BACKER
     rows = _records(backers, ["email", "name", "phone", "country", "external_id", "source_row"])
     for row in rows:
         row["shop"] = target.shop
@@ -270,12 +272,21 @@ def upsert_pledges(
     Conflict rule: the row at the latest position (upload, then data row) wins; an earlier
     row never overwrites a later one, whatever order chunks commit in.
     """
-    table = Pledge.__table__
+    table = PLEDGE
     rows = []
     for rec in _records(
         pledges,
-        ["pledge_key", "email", "product_name", "amount", "shipping_amount", "currency",
-         "status", "pledged_at", "source_row"],
+        [
+            "pledge_key",
+            "email",
+            "product_name",
+            "amount",
+            "shipping_amount",
+            "currency",
+            "status",
+            "pledged_at",
+            "source_row",
+        ],
     ):
         rows.append(
             {
@@ -299,8 +310,16 @@ def upsert_pledges(
         table,
         rows,
         ("project_id", "pledge_id"),
-        ("backer_id", "product_id", "amount", "shipping_amount", "currency", "status",
-         "pledged_at", "platform"),
+        (
+            "backer_id",
+            "product_id",
+            "amount",
+            "shipping_amount",
+            "currency",
+            "status",
+            "pledged_at",
+            "platform",
+        ),
         position=("upload_id", "source_row"),
     )
     held: dict[str, int] = {}
@@ -320,9 +339,18 @@ def upsert_pledges(
 
 
 SURVEY_COLUMNS = (
-    "responded_at", "shipping_name", "shipping_address_1", "shipping_address_2", "shipping_city",
-    "shipping_state", "shipping_postal_code", "shipping_country_name", "shipping_country_code",
-    "shipping_phone", "delivery_notes", "answers",
+    "responded_at",
+    "shipping_name",
+    "shipping_address_1",
+    "shipping_address_2",
+    "shipping_city",
+    "shipping_state",
+    "shipping_postal_code",
+    "shipping_country_name",
+    "shipping_country_code",
+    "shipping_phone",
+    "delivery_notes",
+    "answers",
 )
 
 
@@ -336,7 +364,7 @@ def upsert_surveys(
 
     Conflict rule: the pledge's latest row replaces every survey column.
     """
-    table = Survey.__table__
+    table = SURVEY
     rows = []
     for rec in _records(surveys, ["pledge_key", *SURVEY_COLUMNS]):
         key = rec.pop("pledge_key")
@@ -360,7 +388,7 @@ def replace_inventory(
     Conflict rule: the latest row is the whole truth for its pledge: lines it lacks are
     deleted (a dropped add-on disappears), changed quantities are updated.
     """
-    table = Inventory.__table__
+    table = INVENTORY
     counts = TableCounts()
     wanted: dict[tuple[int, int], int] = {}
     for rec in _records(inventory, ["pledge_key", "product_name", "quantity"]):
@@ -372,8 +400,9 @@ def replace_inventory(
     for start in range(0, len(surveys), BATCH_ROWS):
         part = surveys[start : start + BATCH_ROWS]
         for line_id, survey_id, product_id, quantity in conn.execute(
-            select(table.c.id, table.c.survey_id, table.c.product_id, table.c.quantity)
-            .where(table.c.survey_id.in_(part))
+            select(table.c.id, table.c.survey_id, table.c.product_id, table.c.quantity).where(
+                table.c.survey_id.in_(part)
+            )
         ):
             current[(survey_id, product_id)] = (line_id, quantity)
     stale = sorted(line_id for key, (line_id, _) in current.items() if key not in wanted)
@@ -381,8 +410,7 @@ def replace_inventory(
         conn.execute(table.delete().where(table.c.id.in_(stale[start : start + BATCH_ROWS])))
     counts.deleted = len(stale)
     rows = [
-        {"survey_id": s, "product_id": p, "quantity": q}
-        for (s, p), q in sorted(wanted.items())
+        {"survey_id": s, "product_id": p, "quantity": q} for (s, p), q in sorted(wanted.items())
     ]
     counts.add(_upsert(conn, table, rows, ("survey_id", "product_id"), ("quantity",)))
     return counts

@@ -1,1 +1,1 @@
-"""Table models, pandera frame models and platform column maps: the one source of names and types."""
+"""Table models, pandera frame models and platform column maps: one source of names and types."""

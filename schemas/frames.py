@@ -42,23 +42,23 @@ class SourceRows(pa.DataFrameModel):
         strict = False
 
     @pa.check("pledge_key", name="missing_key")
-    def _key_present(cls, cells: Series[str]) -> Series[bool]:
+    def _key_present(cls, cells: Series[str]) -> pd.Series:
         return ~is_blank(cells)
 
     @pa.check("email", name="missing_email")
-    def _email_present(cls, cells: Series[str]) -> Series[bool]:
+    def _email_present(cls, cells: Series[str]) -> pd.Series:
         return ~is_blank(cells)
 
     @pa.check("email", name="invalid_email")
-    def _email_shape(cls, cells: Series[str]) -> Series[bool]:
+    def _email_shape(cls, cells: Series[str]) -> pd.Series:
         return is_blank(cells) | cells.str.strip().str.fullmatch(r"[^@\s]+@[^@\s]+")
 
     @pa.check("amount", "shipping_amount", "reward_minimum", name="invalid_money")
-    def _money(cls, cells: Series[str]) -> Series[bool]:
+    def _money(cls, cells: Series[str]) -> pd.Series:
         return money_matches(cells)
 
     @pa.check("pledged_at", "responded_at", name="invalid_date")
-    def _date(cls, cells: Series[str]) -> Series[bool]:
+    def _date(cls, cells: Series[str]) -> pd.Series:
         return date_matches(cells)
 
 
@@ -70,7 +70,7 @@ class QuantityCells(pa.DataFrameModel):
     value: Series[str]
 
     @pa.check("value", name="invalid_quantity")
-    def _whole_number(cls, cells: Series[str]) -> Series[bool]:
+    def _whole_number(cls, cells: Series[str]) -> pd.Series:
         return is_blank(cells) | cells.str.strip().str.fullmatch(r"\d{1,9}")
 
 

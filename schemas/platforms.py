@@ -233,9 +233,7 @@ def _kickstarter_layout(headers: tuple[str, ...], signature: str) -> Layout:
     used_keys: set[str] = set()
     for index, (raw, name) in enumerate(zip(headers, names, strict=True)):
         label = " ".join(raw.replace("\ufeff", "").split())
-        if name in KICKSTARTER_COLUMNS and not any(
-            f in fields for f in KICKSTARTER_COLUMNS[name]
-        ):
+        if name in KICKSTARTER_COLUMNS and not any(f in fields for f in KICKSTARTER_COLUMNS[name]):
             for canonical in KICKSTARTER_COLUMNS[name]:
                 fields[canonical] = index
         elif match := ADDON_HEADER.match(label):

@@ -5,21 +5,22 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
     DateTime,
-    Identity,
     Enum,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
     Numeric,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -241,3 +242,13 @@ class Inventory(Base):
 
 
 DATA_TABLES = ("backer", "product", "pledge", "survey", "inventory")
+
+# Core handles on the tables, typed for the set-based statements that use them.
+PROJECT = cast(Table, Project.__table__)
+UPLOAD = cast(Table, CsvUpload.__table__)
+CHUNK = cast(Table, CsvUploadChunk.__table__)
+BACKER = cast(Table, Backer.__table__)
+PRODUCT = cast(Table, Product.__table__)
+PLEDGE = cast(Table, Pledge.__table__)
+SURVEY = cast(Table, Survey.__table__)
+INVENTORY = cast(Table, Inventory.__table__)

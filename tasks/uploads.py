@@ -35,5 +35,6 @@ def stage_file_task(
     path: str, shop: str, project: str, platform: str | None, chunk_size: int
 ) -> int:
     """Stream a CSV file into a new upload and its chunks; return the upload id."""
-    return stage_file(Path(path), shop=shop, project=project, platform=platform,
-                      chunk_size=chunk_size)
+    return stage_file(
+        Path(path), shop=shop, project=project, platform=platform, chunk_size=chunk_size
+    )

@@ -62,12 +62,19 @@ def write_file(tmp_path: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def import_path(path: Path, *, chunk_size: int = 2000, shop: str = "shop.example.com",
-                project: str = "Campaign", platform: str | None = None) -> UploadResult:
+def import_path(
+    path: Path,
+    *,
+    chunk_size: int = 2000,
+    shop: str = "shop.example.com",
+    project: str = "Campaign",
+    platform: str | None = None,
+) -> UploadResult:
     """Stage a file and run the upload flow on it, as `pledgeflow import` does."""
     from flows.process_upload import process_upload
 
-    upload_id = stage_file(path, shop=shop, project=project, platform=platform,
-                           chunk_size=chunk_size)
+    upload_id = stage_file(
+        path, shop=shop, project=project, platform=platform, chunk_size=chunk_size
+    )
     process_upload(upload_id, return_state=True)
     return read_upload(upload_id)

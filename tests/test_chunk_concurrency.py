@@ -21,20 +21,23 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 def slow_pledge_writes(db: Engine) -> Iterator[None]:
     """Make every pledge statement take 0.3 s, so overlapping chunks are visible in time."""
     with db.begin() as conn:
-        conn.execute(text("""
+        conn.execute(
+            text("""
             CREATE FUNCTION test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$;
             CREATE TRIGGER test_slow AFTER INSERT ON pledge
             FOR EACH STATEMENT EXECUTE FUNCTION test_slow();
-        """))
+        """)
+        )
     yield
     with db.begin() as conn:
         conn.execute(text("DROP TRIGGER test_slow ON pledge; DROP FUNCTION test_slow();"))
 
 
 def max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
-    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals],
-                    key=lambda x: (x[0], x[1]))
+    events = sorted(
+        [(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda x: (x[0], x[1])
+    )
     best = running = 0
     for _, step in events:
         running += step
@@ -53,27 +56,35 @@ def test_chunks_run_concurrently_and_match_a_serial_run(
     assert result.status == "COMPLETED"
     assert result.total_chunks == 20
     with db.connect() as conn:
-        spans = [tuple(r) for r in conn.execute(
-            text("SELECT started_at, completed_at FROM csv_upload_chunk")
-        )]
+        spans = [
+            tuple(r)
+            for r in conn.execute(text("SELECT started_at, completed_at FROM csv_upload_chunk"))
+        ]
     assert max_overlap(spans) >= 4
     concurrent = checksums(db)
 
     with db.begin() as conn:
-        conn.execute(text("TRUNCATE inventory, survey, pledge, product, backer, "
-                          "csv_upload_chunk, csv_upload, project RESTART IDENTITY CASCADE"))
+        conn.execute(
+            text(
+                "TRUNCATE inventory, survey, pledge, product, backer, "
+                "csv_upload_chunk, csv_upload, project RESTART IDENTITY CASCADE"
+            )
+        )
     from flows.process_upload import process_upload
     from pledgeflow.staging import stage_file
 
     upload_id = stage_file(path, shop="shop.example.com", project="Campaign", chunk_size=6)
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    serial = process_upload.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))
+    serial = process_upload.with_options(
+        task_runner=ThreadPoolTaskRunner(max_workers=1)  # type: ignore[arg-type]
+    )
     serial(upload_id, return_state=True)
     with db.connect() as conn:
-        spans = [tuple(r) for r in conn.execute(
-            text("SELECT started_at, completed_at FROM csv_upload_chunk")
-        )]
+        spans = [
+            tuple(r)
+            for r in conn.execute(text("SELECT started_at, completed_at FROM csv_upload_chunk"))
+        ]
     assert max_overlap(spans) == 1
     assert checksums(db) == concurrent
 
@@ -82,7 +93,8 @@ def test_chunks_run_concurrently_and_match_a_serial_run(
 def failing_pledge(db: Engine) -> Iterator[str]:
     """A database trigger that fails any transaction writing pledge key 'boom'."""
     with db.begin() as conn:
-        conn.execute(text("""
+        conn.execute(
+            text("""
             CREATE FUNCTION test_boom() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
               IF NEW.pledge_id = 'boom' THEN RAISE EXCEPTION 'injected failure'; END IF;
@@ -90,7 +102,8 @@ def failing_pledge(db: Engine) -> Iterator[str]:
             END $$;
             CREATE TRIGGER test_boom BEFORE INSERT OR UPDATE ON pledge
             FOR EACH ROW EXECUTE FUNCTION test_boom();
-        """))
+        """)
+        )
     yield "boom"
     with db.begin() as conn:
         conn.execute(text("DROP TRIGGER test_boom ON pledge; DROP FUNCTION test_boom();"))
@@ -116,9 +129,9 @@ def test_a_failing_chunk_leaves_no_rows_and_fails_the_upload(
     assert error["chunks"][0]["chunk_index"] == 1
     assert "injected failure" in error["chunks"][0]["message"]
     with db.connect() as conn:
-        chunk = conn.execute(text(
-            "SELECT status, errors FROM csv_upload_chunk WHERE chunk_index = 1"
-        )).one()
+        chunk = conn.execute(
+            text("SELECT status, errors FROM csv_upload_chunk WHERE chunk_index = 1")
+        ).one()
     assert chunk.status == "FAILED"
     assert chunk.errors["error"]["code"] == "database_error"
     assert chunk.errors["error"]["message"] == "injected failure (SQLSTATE P0001)"

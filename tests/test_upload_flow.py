@@ -89,8 +89,11 @@ def test_rejections_are_recorded_and_counted(db: Engine, tmp_path: Path) -> None
     assert result.imported_rows + result.rejected_rows == result.total_rows
     errors = result.errors or {}
     assert errors["by_code"] == {
-        "invalid_date": 1, "invalid_money": 1, "invalid_quantity": 1,
-        "missing_email": 1, "missing_key": 1,
+        "invalid_date": 1,
+        "invalid_money": 1,
+        "invalid_quantity": 1,
+        "missing_email": 1,
+        "missing_key": 1,
     }
     sample = {(e["row"], e["code"], e["column"], e["value"]) for e in errors["sample"]}
     assert sample == {
@@ -127,15 +130,21 @@ def test_messy_csv_bom_crlf_quoted_newlines_and_comma_dates(db: Engine, tmp_path
     assert (result.imported_rows, result.rejected_rows) == (4, 0)
     with db.connect() as conn:
         notes = conn.execute(
-            text("SELECT answers->>'Notes' FROM survey s JOIN pledge p ON p.id = s.pledge_id "
-                 "WHERE p.pledge_id = '2'")
+            text(
+                "SELECT answers->>'Notes' FROM survey s JOIN pledge p ON p.id = s.pledge_id "
+                "WHERE p.pledge_id = '2'"
+            )
         ).scalar()
-        money = dict(conn.execute(
-            text("SELECT pledge_id, amount::text || ' ' || currency FROM pledge")
-        ).all())
+        money: dict[str, str] = dict(
+            conn.execute(
+                text("SELECT pledge_id, amount::text || ' ' || currency FROM pledge")
+            ).all()
+        )
         pledged = conn.execute(
-            text("SELECT to_char(pledged_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') "
-                 "FROM pledge WHERE pledge_id = '1'")
+            text(
+                "SELECT to_char(pledged_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') "
+                "FROM pledge WHERE pledge_id = '1'"
+            )
         ).scalar()
     assert notes == 'line one\r\nline two, "quoted"'
     assert money["3"] == "1000.00 SEK"
@@ -152,8 +161,10 @@ def test_unmapped_columns_land_in_survey_answers(db: Engine, tmp_path: Path) -> 
 
     with db.connect() as conn:
         answers = conn.execute(
-            text("SELECT answers FROM survey s JOIN pledge p ON p.id = s.pledge_id "
-                 "WHERE p.pledge_id = '1'")
+            text(
+                "SELECT answers FROM survey s JOIN pledge p ON p.id = s.pledge_id "
+                "WHERE p.pledge_id = '1'"
+            )
         ).scalar()
     assert answers == {
         "Notes": "gift wrap please",
@@ -162,9 +173,7 @@ def test_unmapped_columns_land_in_survey_answers(db: Engine, tmp_path: Path) -> 
     }
 
 
-def test_dropped_and_errored_pledges_import_with_their_status(
-    db: Engine, tmp_path: Path
-) -> None:
+def test_dropped_and_errored_pledges_import_with_their_status(db: Engine, tmp_path: Path) -> None:
     rows = backers(4)
     rows[1].status = "dropped"
     rows[2].status = "errored"
@@ -174,16 +183,22 @@ def test_dropped_and_errored_pledges_import_with_their_status(
 
     assert result.rejected_rows == 0
     with db.connect() as conn:
-        statuses = dict(conn.execute(text("SELECT pledge_id, status FROM pledge")).all())
+        statuses: dict[str, str] = dict(
+            conn.execute(text("SELECT pledge_id, status FROM pledge")).all()
+        )
     assert statuses == {"1": "collected", "2": "dropped", "3": "errored", "4": "collected"}
 
 
-def test_later_row_wins_across_chunks_whatever_the_commit_order(
-    db: Engine, tmp_path: Path
-) -> None:
+def test_later_row_wins_across_chunks_whatever_the_commit_order(db: Engine, tmp_path: Path) -> None:
     rows = backers(12)
-    late = Backer(number=1, email="backer1@example.com", name="Renamed", tier=2,
-                  pledge="$500.00 USD", addons=(0, 1))
+    late = Backer(
+        number=1,
+        email="backer1@example.com",
+        name="Renamed",
+        tier=2,
+        pledge="$500.00 USD",
+        addons=(0, 1),
+    )
     rows.append(late)  # data row 13 repeats pledge 1 in the last chunk
     path = write_file(tmp_path, "repeat.csv", render("2020", rows))
 
@@ -202,15 +217,21 @@ def test_later_row_wins_across_chunks_whatever_the_commit_order(
     assert first.status == second.status == "COMPLETED"
     with db.connect() as conn:
         pledge = conn.execute(
-            text("SELECT amount::text, b.name, pr.name FROM pledge p "
-                 "JOIN backer b ON b.id = p.backer_id JOIN product pr ON pr.id = p.product_id "
-                 "WHERE pledge_id = '1'")
+            text(
+                "SELECT amount::text, b.name, pr.name FROM pledge p "
+                "JOIN backer b ON b.id = p.backer_id JOIN product pr ON pr.id = p.product_id "
+                "WHERE pledge_id = '1'"
+            )
         ).one()
-        lines = dict(conn.execute(
-            text("SELECT pr.name, quantity FROM inventory i JOIN survey s ON s.id = i.survey_id "
-                 "JOIN pledge p ON p.id = s.pledge_id JOIN product pr ON pr.id = i.product_id "
-                 "WHERE p.pledge_id = '1'")
-        ).all())
+        lines: dict[str, int] = dict(
+            conn.execute(
+                text(
+                    "SELECT pr.name, quantity FROM inventory i JOIN survey s ON s.id = i.survey_id "
+                    "JOIN pledge p ON p.id = s.pledge_id JOIN product pr ON pr.id = i.product_id "
+                    "WHERE p.pledge_id = '1'"
+                )
+            ).all()
+        )
     assert tuple(pledge) == ("500.00", "Renamed", TIERS[2][0])
     assert lines == {"Sleeves": 1}
     assert (second.stats or {})["tables"]["pledge"]["created"] == 0
@@ -250,11 +271,15 @@ def test_reimport_replaces_inventory_so_dropped_addons_disappear(
     second = import_path(write_file(tmp_path, "v2.csv", render("2020", rows)))
 
     with db.connect() as conn:
-        lines = dict(conn.execute(
-            text("SELECT pr.name, quantity FROM inventory i JOIN survey s ON s.id = i.survey_id "
-                 "JOIN pledge p ON p.id = s.pledge_id JOIN product pr ON pr.id = i.product_id "
-                 "WHERE p.pledge_id = '1'")
-        ).all())
+        lines: dict[str, int] = dict(
+            conn.execute(
+                text(
+                    "SELECT pr.name, quantity FROM inventory i JOIN survey s ON s.id = i.survey_id "
+                    "JOIN pledge p ON p.id = s.pledge_id JOIN product pr ON pr.id = i.product_id "
+                    "WHERE p.pledge_id = '1'"
+                )
+            ).all()
+        )
     assert lines == {"Dice Tower": 2}
     assert (second.stats or {})["tables"]["inventory"]["deleted"] == 1
 
@@ -270,18 +295,27 @@ def test_upload_written_by_the_web_app_is_processed_by_id_alone(db: Engine) -> N
             text("INSERT INTO project (shop, name) VALUES ('web.example.com', 'Web') RETURNING id")
         ).scalar_one()
         upload_id = conn.execute(
-            text("INSERT INTO csv_upload (project_id, shop, filename, status) "
-                 "VALUES (:p, 'web.example.com', 'web.csv', 'PENDING') RETURNING id"),
+            text(
+                "INSERT INTO csv_upload (project_id, shop, filename, status) "
+                "VALUES (:p, 'web.example.com', 'web.csv', 'PENDING') RETURNING id"
+            ),
             {"p": project_id},
         ).scalar_one()
         for index, start in enumerate(range(1, 6, 3)):
             chunk_rows = parsed[start : start + 3]
             conn.execute(
-                text("INSERT INTO csv_upload_chunk "
-                     "(upload_id, chunk_index, data, first_row, row_count, status) "
-                     "VALUES (:u, :i, CAST(:d AS json), :f, :n, 'PENDING')"),
-                {"u": upload_id, "i": index, "f": start, "n": len(chunk_rows),
-                 "d": json.dumps({"headers": parsed[0], "rows": chunk_rows})},
+                text(
+                    "INSERT INTO csv_upload_chunk "
+                    "(upload_id, chunk_index, data, first_row, row_count, status) "
+                    "VALUES (:u, :i, CAST(:d AS json), :f, :n, 'PENDING')"
+                ),
+                {
+                    "u": upload_id,
+                    "i": index,
+                    "f": start,
+                    "n": len(chunk_rows),
+                    "d": json.dumps({"headers": parsed[0], "rows": chunk_rows}),
+                },
             )
 
     process_upload(upload_id, return_state=True)
@@ -295,7 +329,8 @@ def test_upload_written_by_the_web_app_is_processed_by_id_alone(db: Engine) -> N
 
 def test_unknown_layout_fails_the_upload_and_writes_no_rows(db: Engine, tmp_path: Path) -> None:
     path = write_file(
-        tmp_path, "unknown.csv",
+        tmp_path,
+        "unknown.csv",
         b"Backer UID,Backer Name,Email Address,Pledge Total,Pledged Status\n1,A,a@x.com,$1,ok\n",
     )
 

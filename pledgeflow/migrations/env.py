@@ -20,9 +20,7 @@ def run_migrations() -> None:
             context.run_migrations()
         return
     with get_engine().connect() as conn:
-        context.configure(
-            connection=conn, target_metadata=target_metadata, render_as_batch=True
-        )
+        context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
         with context.begin_transaction():
             context.run_migrations()
 

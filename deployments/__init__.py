@@ -1,0 +1,1 @@
+"""What starts runs from outside: deployment helpers and the webhook receiver."""
