@@ -331,7 +331,9 @@ def test_unknown_layout_fails_the_upload_and_writes_no_rows(db: Engine, tmp_path
     path = write_file(
         tmp_path,
         "unknown.csv",
-        b"Backer UID,Backer Name,Email Address,Pledge Total,Pledged Status\n1,A,a@x.com,$1,ok\n",
+        # "Pledge Status" (BackerKit's spelling) instead of "Pledged Status", no "Email".
+        b"Backer Number,Backer UID,Backer Name,Email Address,Pledge Amount,Pledge Status\n"
+        b"1,100,A,a@example.com,$1.00,collected\n",
     )
 
     result = import_path(path)
@@ -340,6 +342,6 @@ def test_unknown_layout_fails_the_upload_and_writes_no_rows(db: Engine, tmp_path
     error = (result.errors or {})["error"]
     assert error["code"] == "unknown_layout"
     assert error["closest_platform"] == "kickstarter"
-    assert error["missing_headers"] == ["Backer Number", "Email", "Pledge Amount"]
+    assert error["missing_headers"] == ["Email", "Pledged Status"]
     for table in ("backer", "product", "pledge", "survey", "inventory"):
         assert count(db, f"SELECT count(*) FROM {table}") == 0
