@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from prefect import flow, tags
+from prefect import flow, tags, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from pledgeflow.results import result_config
 from pledgeflow.settings import get_settings
 from pledgeflow.uploads import UploadResult
-from tasks.chunks import process_chunk_task
+from tasks.chunks import chunk_task_with
 from tasks.uploads import aggregate_upload_task, start_upload_task
 
 
@@ -31,8 +32,9 @@ class UploadFailedError(RuntimeError):
 def process_upload(upload_id: int) -> UploadResult:
     """Import every unfinished chunk of an upload concurrently, then aggregate the outcome."""
     plan = start_upload_task(upload_id)
+    chunk_task = chunk_task_with(result_config())
     with tags(f"shop:{plan.shop}", f"platform:{plan.platform}", f"upload:{upload_id}"):
-        futures = process_chunk_task.map(plan.chunk_ids)
+        futures = chunk_task.map(plan.chunk_ids, upload_key=unmapped(plan.upload_key))
         futures.wait()
     result = aggregate_upload_task(upload_id)
     if result.status == "FAILED":

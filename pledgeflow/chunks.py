@@ -13,7 +13,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from pledgeflow.database import get_engine, transaction
-from pledgeflow.failures import ChunkDataError, is_transient
+from pledgeflow.failures import ChunkBusyError, ChunkDataError, is_transient
 from pledgeflow.settings import get_settings
 from pledgeflow.transform import build_frames
 from pledgeflow.upserts import WriteTarget, write_chunk
@@ -80,11 +80,13 @@ def process_chunk(chunk_id: int) -> ChunkSummary:
             ).first()
         if status is None:
             raise ChunkDataError("unknown_chunk", f"chunk {chunk_id} does not exist")
-        logger.info("chunk %s not claimable (status %s), skipped", chunk_id, status.status)
+        if status.status != UploadStatus.COMPLETED:
+            raise ChunkBusyError(f"chunk {chunk_id} is being processed by another run")
+        logger.info("chunk %s already completed, skipped", chunk_id)
         return ChunkSummary(
             chunk_id=chunk_id,
             chunk_index=status.chunk_index,
-            status=str(status.status),
+            status=UploadStatus.COMPLETED.value,
             claimed=False,
         )
     started = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,6 +52,12 @@ def get_engine() -> Engine:
     """Return this process's engine for the configured database."""
     settings = get_settings()
     return _engine_for(settings.database_url.get_secret_value(), settings.pool_size)
+
+
+def database_identity() -> str:
+    """A short stable name of the configured database (no password), to scope cache keys."""
+    url = make_url(get_settings().database_url.get_secret_value())
+    return hashlib.sha256(url.render_as_string(hide_password=True).encode()).hexdigest()[:12]
 
 
 def is_sqlite(engine: Engine) -> bool:

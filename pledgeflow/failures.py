@@ -10,8 +10,15 @@ TRANSIENT_SQLSTATES = frozenset(
 )
 
 
+class ChunkBusyError(RuntimeError):
+    """Another run holds the chunk (PROCESSING within its lease); it may be free on retry."""
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True for errors a retry can heal: lost connections, deadlocks, serialization failures."""
+    """True for errors a retry can heal: lost connections, deadlocks, serialization failures,
+    and a chunk another run is still processing."""
+    if isinstance(exc, ChunkBusyError):
+        return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     orig = exc.orig if isinstance(exc, DBAPIError) else exc

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     chunk_lease_seconds: int = Field(
         default=600, ge=1, description="A PROCESSING chunk older than this may be reclaimed."
     )
+    redis_key_prefix: str = Field(
+        default="pledgeflow", pattern=r"^[A-Za-z0-9_.-]+$", description="Prefix of Redis keys."
+    )
+    result_ttl_seconds: int = Field(
+        default=7 * 24 * 3600, ge=60, description="Expiry of task results kept in Redis."
+    )
     webhook_secret: SecretStr | None = Field(default=None, description="HMAC key of the webhook.")
 
     @property

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select, update
 
 from pledgeflow.chunks import now
-from pledgeflow.database import get_engine, transaction
+from pledgeflow.database import database_identity, get_engine, transaction
 from pledgeflow.failures import UploadNotFoundError
 from schemas.platforms import UnknownLayoutError, UnsupportedPlatformError, resolve_layout
 from schemas.tables import DATA_TABLES, UPLOAD, CsvUpload, CsvUploadChunk, UploadStatus
@@ -28,6 +28,8 @@ class UploadPlan(BaseModel):
     shop: str
     platform: str | None
     variant: str | None = None
+    # Names this upload across databases and identity resets, to scope cached chunk results.
+    upload_key: str = ""
     chunk_ids: list[int] = []
     error: dict[str, Any] | None = None
 
@@ -64,7 +66,13 @@ def start_upload(upload_id: int) -> UploadPlan:
             .order_by(CsvUploadChunk.chunk_index)
             .limit(1)
         ).scalar()
-        plan = UploadPlan(upload_id=upload_id, shop=upload.shop, platform=upload.platform)
+        created = _aware(upload.created_at)
+        plan = UploadPlan(
+            upload_id=upload_id,
+            shop=upload.shop,
+            platform=upload.platform,
+            upload_key=f"{database_identity()}-u{upload_id}-{int(created.timestamp() * 1e6)}",
+        )
         headers = (first or {}).get("headers") if isinstance(first, dict) else None
         try:
             if not isinstance(headers, list) or not headers:

@@ -67,15 +67,23 @@ def redis_client() -> Iterator[redis.Redis]:
         client.ping()
     except redis.RedisError as exc:  # pragma: no cover - depends on the machine
         pytest.fail(f"Redis is required at {REDIS_URL} and could not be reached: {exc}")
+    os.environ["PLEDGEFLOW_REDIS_URL"] = REDIS_URL
+    os.environ["PLEDGEFLOW_REDIS_KEY_PREFIX"] = f"pledgeflow-test-{RUN_ID}"
+    get_settings.cache_clear()
     yield client
-    for key in client.scan_iter(match=f"pledgeflow-test-{RUN_ID}*"):
-        client.delete(key)
+    os.environ.pop("PLEDGEFLOW_REDIS_URL", None)
+    os.environ.pop("PLEDGEFLOW_REDIS_KEY_PREFIX", None)
+    get_settings.cache_clear()
+    for pattern in (f"pledgeflow-test-{RUN_ID}*", f"lock:pledgeflow-test-{RUN_ID}*"):
+        for key in client.scan_iter(match=pattern):
+            client.delete(key)
     client.close()
 
 
 @pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """Prefect's test harness: a temporary API server for the whole session."""
+def prefect_harness(redis_client: redis.Redis) -> Iterator[None]:
+    """Prefect's test harness (a temporary API server) for the whole session; chunk results
+    persist to the real Redis under this run's key prefix."""
     with (
         prefect_test_harness(server_startup_timeout=120),
         temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
