@@ -125,6 +125,7 @@ def _prefect_api(server_url: str, name: str, workdir: Path) -> Iterator[str]:
                 *("--no-ui", "--analytics-off"),
             ],
             env=env,
+            cwd=workdir,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -251,8 +252,16 @@ def _pipeline_in_child(
     }
     with (workdir / f"{label}.log").open("wb") as log:
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "pledgeflow.bench", str(path), str(config.chunk_size), str(out)],
+            # -P: the working directory must not shadow the installed package.
+            [
+                sys.executable,
+                "-P",
+                "-m",
+                "pledgeflow.bench",
+                *map(str, (path, config.chunk_size, out)),
+            ],
             env=env,
+            cwd=workdir,
             stdout=log,
             stderr=subprocess.STDOUT,
             check=False,
