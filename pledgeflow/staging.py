@@ -16,7 +16,9 @@ from schemas.platforms import PLATFORMS
 from schemas.tables import PROJECT, CsvUpload, CsvUploadChunk
 
 logger = logging.getLogger(__name__)
-CHUNKS_PER_INSERT = 4  # chunk rows held in memory before they are written
+# Chunk rows are written in batches of at least this many source rows (a whole number of
+# chunks): few round trips for small chunks, and never more than one large chunk in memory.
+ROWS_PER_INSERT = 8000
 
 
 class StagingError(ValueError):
@@ -120,7 +122,7 @@ def _write_chunks(
         )
         rows = []
         index += 1
-        if len(pending) >= CHUNKS_PER_INSERT:
+        if sum(chunk["row_count"] for chunk in pending) >= ROWS_PER_INSERT:
             conn.execute(insert(CsvUploadChunk), pending)
             pending.clear()
 
