@@ -7,10 +7,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from pledgeflow.settings import get_settings
 from tests.exports import backers, render
 from tests.helpers import checksums, count, import_path, write_file
 
@@ -48,10 +48,18 @@ def max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
 def test_chunks_run_concurrently_and_match_a_serial_run(
     db: Engine, tmp_path: Path, slow_pledge_writes: None
 ) -> None:
-    assert get_settings().task_concurrency >= 4
     path = write_file(tmp_path, "many.csv", render("2020", backers(120, repeat_every=7)))
+    from flows.process_upload import process_upload
+    from pledgeflow.staging import stage_file
+    from pledgeflow.uploads import read_upload
 
-    result = import_path(path, chunk_size=6)
+    # Four chunk tasks at once, whatever PLEDGEFLOW_TASK_CONCURRENCY says (default 2).
+    wide = process_upload.with_options(
+        task_runner=ThreadPoolTaskRunner(max_workers=4)  # type: ignore[arg-type]
+    )
+    upload_id = stage_file(path, shop="shop.example.com", project="Campaign", chunk_size=6)
+    wide(upload_id, return_state=True)
+    result = read_upload(upload_id)
 
     assert result.status == "COMPLETED"
     assert result.total_chunks == 20
@@ -70,12 +78,7 @@ def test_chunks_run_concurrently_and_match_a_serial_run(
                 "csv_upload_chunk, csv_upload, project RESTART IDENTITY CASCADE"
             )
         )
-    from flows.process_upload import process_upload
-    from pledgeflow.staging import stage_file
-
     upload_id = stage_file(path, shop="shop.example.com", project="Campaign", chunk_size=6)
-    from prefect.task_runners import ThreadPoolTaskRunner
-
     serial = process_upload.with_options(
         task_runner=ThreadPoolTaskRunner(max_workers=1)  # type: ignore[arg-type]
     )
