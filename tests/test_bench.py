@@ -1,0 +1,139 @@
+"""The benchmark's parts: the synthetic export, the two baselines, and the command itself.
+
+Timings are the benchmark's business, not the tests'. These check that what it measures is
+comparable: the export is what it claims, and both baselines leave the same business content
+as the pipeline.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+
+from pledgeflow.baselines import load_hand_tuned, load_naive_orm, prepare_target
+from pledgeflow.synthetic import write_kickstarter_export
+from schemas.platforms import resolve_layout
+from tests.conftest import ADMIN_URL, DATA_TABLES
+from tests.helpers import import_path, table_contents
+
+SHOP, PROJECT = "bench.example.com", "Benchmark Campaign"
+
+
+def test_synthetic_export_is_a_2020_kickstarter_report_with_repeats_and_bad_rows(
+    tmp_path: Path,
+) -> None:
+    summary = write_kickstarter_export(tmp_path / "export.csv", 2000, bad_share=0.01)
+
+    with summary.path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    layout = resolve_layout(tuple(rows[0]))
+    assert (layout.platform, layout.variant) == ("kickstarter", "2020+")
+    assert [name for _, _, name in layout.addon_columns] == [
+        "Dice Tower",
+        "Sleeves",
+        "Playmat",
+        "Coins",
+    ]
+    assert [name for _, name in layout.item_columns] == ["Dice Tower", "Wooden Insert", "Art Book"]
+    data = rows[1:]
+    assert len(data) == summary.rows == 2000
+    assert all(len(r) == len(rows[0]) for r in data)
+    assert len({r[6] for r in data}) > 20  # reward tiers
+    assert 5 <= summary.bad_rows <= 40
+    details: dict[str, set[tuple[str, str, str]]] = {}
+    for r in data:
+        if r[3].strip():
+            details.setdefault(r[3].strip().lower(), set()).add((r[1], r[2], r[4]))
+    assert 2000 - len(details) - summary.bad_rows == pytest.approx(0.05 * 2000, abs=40)
+    # A returning backer brings the same UID, name and country every time.
+    assert all(len(seen) == 1 for seen in details.values())
+    # Written as a stream: a second call gives the same file.
+    again = write_kickstarter_export(tmp_path / "again.csv", 2000, bad_share=0.01)
+    assert again.path.read_bytes() == summary.path.read_bytes()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_baselines_write_what_the_pipeline_writes(db: Engine, tmp_path: Path) -> None:
+    export = write_kickstarter_export(tmp_path / "export.csv", 400, bad_share=0.02)
+
+    result = import_path(export.path, chunk_size=150, shop=SHOP, project=PROJECT)
+    pipeline = table_contents(db)
+    assert result.rejected_rows == export.bad_rows > 0
+
+    contents = {}
+    for name in ("hand-tuned", "naive ORM"):
+        with db.begin() as conn:
+            conn.execute(text(f"TRUNCATE {DATA_TABLES} RESTART IDENTITY CASCADE"))
+        target = prepare_target(db, SHOP, PROJECT, export.path.name)
+        if name == "hand-tuned":
+            dsn = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            written = load_hand_tuned(dsn, export.path, target)
+        else:
+            written = load_naive_orm(db, export.path, target, rows=400)
+        assert written == result.imported_rows, name
+        contents[name] = table_contents(db)
+
+    for name, tables in contents.items():
+        for table in pipeline:
+            assert tables[table] == pipeline[table], (name, table)
+
+
+def _bench_databases() -> set[str]:
+    engine = create_engine(ADMIN_URL)
+    try:
+        with engine.connect() as conn:
+            return set(
+                conn.execute(
+                    text("SELECT datname FROM pg_database WHERE datname LIKE 'pledgeflow_bench_%'")
+                ).scalars()
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_bench_command_measures_every_path_and_leaves_no_database(tmp_path: Path) -> None:
+    before = _bench_databases()
+    out = tmp_path / "figures.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PLEDGEFLOW_"))}
+    server = make_url(ADMIN_URL).render_as_string(hide_password=False)
+
+    done = subprocess.run(
+        [
+            *(sys.executable, "-P", "-m", "pledgeflow", "bench", "--rows", "600"),
+            *("--chunk-size", "250", "--naive-rows", "50", "--server", server, "--json", str(out)),
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    first, again = figures["pipeline"]["first"], figures["pipeline"]["reimport"]
+    assert (first["status"], first["chunks"]) == ("COMPLETED", 3)
+    assert first["imported_rows"] + first["rejected_rows"] == 600
+    assert again["all_unchanged"] is True
+    assert figures["same_table_rows"] is True
+    assert figures["naive_orm"]["rows"] == 50
+    assert 0 <= first["orchestration_share"] <= 1
+    assert first["peak_rss_mb"] > 0
+    assert set(figures["ratios"]) == {
+        "pipeline_vs_hand_tuned",
+        "pipeline_vs_naive_orm",
+        "reimport_speedup",
+        "hand_tuned_reload_speedup",
+    }
+    assert "rows/s" in done.stdout
+    assert _bench_databases() == before
