@@ -1,14 +1,16 @@
-"""The upload flow: start, one task per chunk on a bounded runner, aggregate."""
+"""The upload flow: start, one task per chunk on a bounded runner, aggregate, report."""
 
 from __future__ import annotations
 
 from prefect import flow, tags, unmapped
+from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pledgeflow.results import result_config
 from pledgeflow.settings import get_settings
 from pledgeflow.uploads import UploadResult
 from tasks.chunks import chunk_task_with
+from tasks.observability import Progress, fail_upload_on_crash, label_flow_run, report_upload_task
 from tasks.uploads import aggregate_upload_task, start_upload_task
 
 
@@ -27,16 +29,27 @@ class UploadFailedError(RuntimeError):
 @flow(
     name="process-upload",
     flow_run_name="upload-{upload_id}",
+    description="Import every unfinished chunk of an upload, then aggregate and report it.",
     task_runner=ThreadPoolTaskRunner(max_workers=get_settings().task_concurrency),  # type: ignore[arg-type]
+    on_failure=[fail_upload_on_crash],
+    on_crashed=[fail_upload_on_crash],
 )
 def process_upload(upload_id: int) -> UploadResult:
-    """Import every unfinished chunk of an upload concurrently, then aggregate the outcome."""
+    """Import every unfinished chunk of an upload concurrently, then aggregate the outcome.
+
+    The run fails when the upload ends FAILED (a chunk failed, or the layout is unknown);
+    rejected rows alone do not fail it.
+    """
     plan = start_upload_task(upload_id)
+    label_flow_run(plan.shop, plan.platform)
     chunk_task = chunk_task_with(result_config())
-    with tags(f"shop:{plan.shop}", f"platform:{plan.platform}", f"upload:{upload_id}"):
+    progress = Progress(upload_id, len(plan.chunk_ids))
+    with tags(f"upload:{upload_id}"):
         futures = chunk_task.map(plan.chunk_ids, upload_key=unmapped(plan.upload_key))
-        futures.wait()
+        for _ in as_completed(list(futures)):
+            progress.advance()
     result = aggregate_upload_task(upload_id)
+    report_upload_task(upload_id, plan.shop)
     if result.status == "FAILED":
         raise UploadFailedError(result)
     return result

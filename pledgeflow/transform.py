@@ -79,9 +79,10 @@ def build_frames(
         if len(cells) < width:
             rejected.append(rejection(row_number, headers[len(cells)], "", "short_record"))
             continue
-        extra = [c for c in cells[width:] if c.strip()]
+        extra = [(i, c) for i, c in enumerate(cells[width:], width + 1) if c.strip()]
         if extra:
-            rejected.append(rejection(row_number, f"field {width + 1}", extra[0], "long_record"))
+            position, value = extra[0]
+            rejected.append(rejection(row_number, f"field {position}", value, "long_record"))
             continue
         kept.append(cells[:width])
         kept_rows.append(row_number)
@@ -284,7 +285,7 @@ def _rewards(
         dtype=object,
     )
     by_id = ("Reward " + text["reward_id"]).where(text["reward_id"].notna(), None)
-    name = text["reward_title"].fillna(by_id).fillna(by_minimum).astype(object)
+    name = text["reward_title"].fillna(by_id).fillna(by_minimum).astype("str")
     rewards = pd.DataFrame(
         {
             "name": name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from pledgeflow.chunks import now
 from pledgeflow.database import database_identity, get_engine, transaction
 from pledgeflow.failures import UploadNotFoundError
+from pledgeflow.settings import get_settings
 from schemas.platforms import UnknownLayoutError, UnsupportedPlatformError, resolve_layout
 from schemas.tables import DATA_TABLES, UPLOAD, CsvUpload, CsvUploadChunk, UploadStatus
 
@@ -259,3 +260,48 @@ def read_upload(upload_id: int) -> UploadResult:
         stats=upload.stats,
         errors=upload.errors,
     )
+
+
+def fail_unfinished_upload(upload_id: int, code: str, message: str) -> UploadResult | None:
+    """Mark an upload FAILED with `code` unless it already reached a final status.
+
+    Used when a flow run dies outside the normal aggregation (a crash, a lost database);
+    returns the failed upload, or None when there was nothing to mark.
+    """
+    with transaction() as conn:
+        marked = conn.execute(
+            update(UPLOAD)
+            .where(
+                UPLOAD.c.id == upload_id,
+                UPLOAD.c.status.in_([UploadStatus.PENDING, UploadStatus.PROCESSING]),
+            )
+            .values(
+                status=UploadStatus.FAILED,
+                errors={
+                    "by_code": {},
+                    "sample": [],
+                    "error": {"code": code, "message": message},
+                },
+                completed_at=now(),
+            )
+            .returning(UPLOAD.c.id)
+        ).first()
+    return None if marked is None else read_upload(upload_id)
+
+
+def find_stuck_uploads(lease_seconds: int | None = None) -> list[int]:
+    """Ids of uploads with a chunk left PROCESSING past its lease, oldest first."""
+    lease = lease_seconds or get_settings().chunk_lease_seconds
+    expired = now() - timedelta(seconds=lease)
+    with get_engine().connect() as conn:
+        return list(
+            conn.execute(
+                select(CsvUploadChunk.upload_id)
+                .where(
+                    CsvUploadChunk.status == UploadStatus.PROCESSING,
+                    CsvUploadChunk.started_at < expired,
+                )
+                .group_by(CsvUploadChunk.upload_id)
+                .order_by(CsvUploadChunk.upload_id)
+            ).scalars()
+        )

@@ -210,7 +210,7 @@ def _kickstarter_variant(names: list[str]) -> str:
         variant = "2024+"
     elif {"backing minimum", "bonus support", "fulfillment status"} & present:
         variant = "2020+"
-    elif "reward title" in present:
+    elif {"reward title", "billing country", "billing state/province"} & present:
         variant = "2017-2019"
     elif "backer id" in present:
         variant = "2013"
@@ -240,6 +240,7 @@ def _kickstarter_layout(headers: tuple[str, ...], signature: str) -> Layout:
             addons.append((index, match.group(1), match.group(2).strip()))
         elif (
             items_era
+            and name
             and index < survey_at
             and name not in KICKSTARTER_ANSWER_HEADERS
             and name not in KICKSTARTER_COLUMNS

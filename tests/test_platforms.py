@@ -44,17 +44,8 @@ def test_normalize_header(raw: str, normalized: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "variant", [v for v in VARIANTS if v != "no-reward"] + [
-        pytest.param(
-            "no-reward",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: the 10-column no-reward file (with Billing State/Province and "
-                "Billing Country, variant C) is named '2014-2017 no-reward', not "
-                "'2017-2019 no-reward'",
-            ),
-        )
-    ],
+    "variant",
+    VARIANTS,
 )
 def test_each_generated_variant_is_detected(variant: str) -> None:
     layout = resolve_layout(header_row(variant, bom=True))
@@ -232,8 +223,10 @@ def test_2020_question_before_survey_is_an_answer_not_an_item() -> None:
             ["Id", "Service Guid", "Name", "Email", "Pledge Amount", "Pledge Status"],
             ["Backer Number", "Backer UID", "Pledged Status"],
         ),
-        (["Foo", "Bar"], ["Backer Number", "Backer UID", "Email", "Pledge Amount",
-                          "Pledged Status"]),
+        (
+            ["Foo", "Bar"],
+            ["Backer Number", "Backer UID", "Email", "Pledge Amount", "Pledged Status"],
+        ),
     ],
 )
 def test_unknown_layout_names_closest_platform_and_missing_headers(
@@ -282,11 +275,6 @@ def test_forced_kickstarter_skips_the_signature() -> None:
     assert layout.fields[PLEDGE_KEY] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an empty header name (trailing comma) in the item region of a 2020+ file "
-    "without survey columns becomes an item column named '' (a product with an empty name)",
-)
 def test_empty_trailing_header_is_not_an_item() -> None:
     headers = (*HEADERS["2020"][: HEADERS["2020"].index("Survey Response")], "")
     layout = resolve_layout(headers)
