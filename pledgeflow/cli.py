@@ -157,6 +157,24 @@ def errors(upload_id: int) -> None:
     typer.echo(f"{count} rejected cells in {result.rejected_rows} rejected rows", err=True)
 
 
+@app.command()
+def webhook(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8787,
+) -> None:
+    """Serve the webhook the web app calls once it has stored an upload."""
+    import uvicorn
+
+    from deployments.webhook import create_app
+
+    try:
+        app_ = create_app()
+    except RuntimeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    uvicorn.run(app_, host=host, port=port, log_level="info")
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Create or migrate the schema of the configured database."""

@@ -51,6 +51,25 @@ class UploadResult(BaseModel):
     errors: dict[str, Any] | None = None
 
 
+def upload_key(upload_id: int, created_at: datetime) -> str:
+    """A name of this upload unique across databases and id resets (cache and run keys)."""
+    stamp = int(_aware(created_at).timestamp() * 1e6)
+    return f"{database_identity()}-u{upload_id}-{stamp}"
+
+
+def find_upload_key(upload_id: int) -> str | None:
+    """The upload's key, or None when no such upload exists."""
+    with get_engine().connect() as conn:
+        created = conn.execute(select(UPLOAD.c.created_at).where(UPLOAD.c.id == upload_id)).scalar()
+    return None if created is None else upload_key(upload_id, created)
+
+
+def record_flow_run(upload_id: int, flow_run_id: str) -> None:
+    """Remember which flow run processes an upload."""
+    with transaction() as conn:
+        conn.execute(update(UPLOAD).where(UPLOAD.c.id == upload_id).values(flow_run_id=flow_run_id))
+
+
 def start_upload(upload_id: int) -> UploadPlan:
     """Mark the upload PROCESSING, detect its platform from the headers, list unfinished chunks.
 
@@ -67,12 +86,11 @@ def start_upload(upload_id: int) -> UploadPlan:
             .order_by(CsvUploadChunk.chunk_index)
             .limit(1)
         ).scalar()
-        created = _aware(upload.created_at)
         plan = UploadPlan(
             upload_id=upload_id,
             shop=upload.shop,
             platform=upload.platform,
-            upload_key=f"{database_identity()}-u{upload_id}-{int(created.timestamp() * 1e6)}",
+            upload_key=upload_key(upload_id, upload.created_at),
         )
         headers = (first or {}).get("headers") if isinstance(first, dict) else None
         try:
