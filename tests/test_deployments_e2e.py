@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +254,213 @@ def test_webhook_refuses_bad_requests_without_creating_runs(
     assert SECRET not in "".join(r.text for r in answers.values())
     assert len(stack.flow_runs()) == before
     assert httpx.get(f"{stack.webhook}/healthz", timeout=5).status_code == 200
+
+
+@pytest.fixture
+def flaky_pledge(db: Engine) -> Iterator[str]:
+    """Fail, on its chunk's first attempt only, any transaction writing pledge key 'flaky'.
+
+    The fault lives in the database, not in pledgeflow: no code path a user can reach.
+    """
+    with db.begin() as conn:
+        conn.execute(
+            text("""
+            CREATE FUNCTION test_flaky() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF NEW.pledge_id = 'flaky' AND (
+                SELECT attempts FROM csv_upload_chunk
+                WHERE upload_id = NEW.upload_id AND NEW.source_row >= first_row
+                  AND NEW.source_row < first_row + row_count) < 2
+              THEN RAISE EXCEPTION 'injected first-attempt failure'; END IF;
+              RETURN NEW;
+            END $$;
+            CREATE TRIGGER test_flaky BEFORE INSERT OR UPDATE ON pledge
+            FOR EACH ROW EXECUTE FUNCTION test_flaky();
+        """)
+        )
+    yield "flaky"
+    with db.begin() as conn:
+        conn.execute(text("DROP TRIGGER test_flaky ON pledge; DROP FUNCTION test_flaky();"))
+
+
+def chunk_task_runs(stack: Stack, run_id: str, expected: int) -> list[dict[str, Any]]:
+    """The chunk task runs of a flow run, once the server has recorded `expected` of them."""
+    found: list[dict[str, Any]] = []
+
+    def recorded() -> bool:
+        response = httpx.post(
+            f"{stack.api}/task_runs/filter",
+            json={
+                "flow_runs": {"id": {"any_": [run_id]}},
+                "task_runs": {"name": {"like_": "chunk-"}},
+                "limit": 200,
+            },
+            timeout=10,
+        )
+        found[:] = [t for t in response.json() if t["state_type"] in {"COMPLETED", "FAILED"}]
+        return len(found) >= expected
+
+    wait_until(recorded, 60, f"{expected} recorded chunk task runs", interval=1)
+    return found
+
+
+def test_retrying_a_failed_run_reprocesses_only_the_failed_chunk(
+    stack: Stack, db: Engine, tmp_path: Path, flaky_pledge: str
+) -> None:
+    rows = backers(30)
+    rows[14].extra["Backer Number"] = flaky_pledge  # data row 15: chunk index 1 of 0..2
+    path = write_file(tmp_path, "flaky.csv", render("2020", rows))
+    upload_id = stage_file(path, shop="hook.example.com", project="Flaky", chunk_size=10)
+
+    run_id = stack.post(body(upload_id)).json()["flow_run_id"]
+    failed = stack.wait_for_final(run_id)
+    assert failed["state_type"] == "FAILED"
+    first_attempt = chunk_task_runs(stack, run_id, 3)
+    assert sorted(t["state_name"] for t in first_attempt) == ["Completed", "Completed", "Failed"]
+    with db.connect() as conn:
+        assert (
+            conn.execute(
+                text("SELECT status FROM csv_upload WHERE id = :u"), {"u": upload_id}
+            ).scalar()
+            == "FAILED"
+        )
+
+    retried_at = datetime.now(UTC)
+    run([str(BIN / "prefect"), "flow-run", "retry", run_id], stack.env)
+    wait_until(lambda: stack.flow_run(run_id)["run_count"] >= 2, 60, "the retry to start")
+    final = stack.wait_for_final(run_id)
+
+    assert final["state_type"] == "COMPLETED", final["state"]
+    assert final["run_count"] == 2
+    # The retried run reuses the task runs that completed (they are not run again) and
+    # re-runs the failed one; on a new flow run, the chunks' results would come from Redis.
+    after = chunk_task_runs(stack, run_id, 4)
+    by_name: dict[str, list[tuple[str, datetime]]] = {}
+    for task_run in sorted(after, key=lambda t: t["end_time"]):
+        ended = datetime.fromisoformat(task_run["end_time"])
+        by_name.setdefault(task_run["name"], []).append((task_run["state_name"], ended))
+    with db.connect() as conn:
+        chunks = {
+            f"chunk-{r.id}": (r.chunk_index, r.attempts, r.status)
+            for r in conn.execute(
+                text(
+                    "SELECT id, chunk_index, attempts, status FROM csv_upload_chunk "
+                    "WHERE upload_id = :u"
+                ),
+                {"u": upload_id},
+            )
+        }
+        upload = conn.execute(
+            text("SELECT status, imported_rows FROM csv_upload WHERE id = :u"), {"u": upload_id}
+        ).one()
+    for name, (index, attempts, status) in chunks.items():
+        assert status == "COMPLETED"
+        states = [state for state, _ in by_name[name]]
+        if index == 1:
+            assert attempts == 2
+            assert states == ["Failed", "Completed"]
+            assert by_name[name][1][1] > retried_at
+        else:
+            assert attempts == 1
+            assert states == ["Completed"]
+            assert by_name[name][0][1] < retried_at
+    assert tuple(upload) == ("COMPLETED", 30)
+
+
+def test_two_runs_of_one_upload_process_each_chunk_once(
+    stack: Stack, db: Engine, tmp_path: Path
+) -> None:
+    upload_id = stage(tmp_path, "twice.csv", rows=60)
+    deployment = httpx.get(
+        f"{stack.api}/deployments/name/process-upload/process-upload", timeout=10
+    ).json()
+    run_ids = [
+        httpx.post(
+            f"{stack.api}/deployments/{deployment['id']}/create_flow_run",
+            json={"parameters": {"upload_id": upload_id}},
+            timeout=10,
+        ).json()["id"]
+        for _ in range(2)
+    ]
+    assert run_ids[0] != run_ids[1]
+
+    finals = [stack.wait_for_final(r) for r in run_ids]
+
+    assert [f["state_type"] for f in finals] == ["COMPLETED", "COMPLETED"]
+    with db.connect() as conn:
+        attempts = [
+            r.attempts
+            for r in conn.execute(
+                text("SELECT attempts FROM csv_upload_chunk WHERE upload_id = :u"),
+                {"u": upload_id},
+            )
+        ]
+        upload = conn.execute(
+            text("SELECT status, imported_rows, completed_chunks FROM csv_upload WHERE id = :u"),
+            {"u": upload_id},
+        ).one()
+    assert attempts == [1] * 6
+    assert tuple(upload) == ("COMPLETED", 60, 6)
+    assert count(db, "SELECT count(*) FROM pledge WHERE upload_id = :u", u=upload_id) == 60
+
+
+def test_a_finished_run_leaves_progress_summary_and_completion_event(
+    stack: Stack, db: Engine, tmp_path: Path
+) -> None:
+    rows = backers(12)
+    rows[4].email = ""
+    path = write_file(tmp_path, "observed.csv", render("2020", rows))
+    upload_id = stage_file(path, shop="hook.example.com", project="Observed", chunk_size=5)
+    run_id = stack.post(body(upload_id)).json()["flow_run_id"]
+    assert stack.wait_for_final(run_id)["state_type"] == "COMPLETED"
+
+    def artifact(key: str) -> dict[str, Any]:
+        found = httpx.post(
+            f"{stack.api}/artifacts/filter",
+            json={"artifacts": {"key": {"any_": [key]}}},
+            timeout=10,
+        ).json()
+        mine = [a for a in found if a["flow_run_id"] == run_id]
+        assert len(mine) == 1, (key, found)
+        return dict(mine[0])
+
+    progress = artifact(f"upload-{upload_id}-progress")
+    summary = artifact(f"upload-{upload_id}-summary")
+    assert progress["type"] == "progress"
+    assert progress["data"] == 100.0
+    assert summary["type"] == "markdown"
+    assert f"# Upload {upload_id}: COMPLETED" in summary["data"]
+    assert "| 12 | 11 | 1 | 3 | 3 | 0 |" in summary["data"]
+    assert "| 5 | Email | missing_email |" in summary["data"]
+    assert "@example.com" not in summary["data"]
+
+    events: list[dict[str, Any]] = []
+
+    def emitted() -> bool:
+        found = httpx.post(
+            f"{stack.api}/events/filter",
+            json={
+                "filter": {
+                    "event": {"name": ["pledgeflow.upload.completed"]},
+                    "resource": {"id": [f"pledgeflow.upload.{upload_id}"]},
+                },
+                "limit": 50,
+            },
+            timeout=10,
+        ).json()["events"]
+        flow_run = f"prefect.flow-run.{run_id}"
+        events[:] = [
+            e
+            for e in found
+            if any(r.get("prefect.resource.id") == flow_run for r in e.get("related", []))
+        ]
+        return bool(events)
+
+    wait_until(emitted, 30, "the completion event")
+    payload = events[0]["payload"]
+    assert (payload["imported_rows"], payload["rejected_rows"], payload["status"]) == (
+        11,
+        1,
+        "COMPLETED",
+    )
+    assert events[0]["resource"]["pledgeflow.shop"] == "hook.example.com"
