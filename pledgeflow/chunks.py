@@ -96,8 +96,12 @@ def process_chunk(chunk_id: int) -> ChunkSummary:
         mark_chunk_failed(chunk_id, exc.code, str(exc))
         raise
     except Exception as exc:
-        mark_chunk_failed(chunk_id, *_describe(exc))
-        raise
+        code, message = _describe(exc)
+        mark_chunk_failed(chunk_id, code, message)
+        if is_transient(exc):
+            raise  # Prefect retries it; the original type drives the retry condition
+        # A database error's text carries the whole statement: run history gets the summary.
+        raise ChunkDataError(code, f"chunk {chunk_id}: {message}") from exc
     logger.info(
         "chunk %s (index %s) completed: %s imported, %s rejected in %.2fs",
         chunk_id,
