@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
@@ -110,8 +111,8 @@ def test_retry_reruns_failed_chunks_and_takes_completed_ones_from_redis(
     # A run that does ask for a completed chunk gets its result from Redis, not the database.
     @flow
     def ask_again(chunk_id: int, key: str) -> State:
-        state: State = chunk_task_with(result_config())(chunk_id, key, return_state=True)
-        return state
+        task = chunk_task_with(result_config())
+        return cast(State, task(chunk_id, key, return_state=True))
 
     caplog.clear()
     done_chunk = next(int(name.removeprefix("chunk-")) for name, (i, _) in chunks.items() if i == 0)
