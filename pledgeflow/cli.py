@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +11,9 @@ import typer
 
 from pledgeflow.failures import UploadNotFoundError
 from pledgeflow.settings import get_settings
+
+# pledgeflow's log lines (ids and counts only) belong in the run logs Prefect keeps.
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "pledgeflow")
 
 app = typer.Typer(help="Import crowdfunding backer exports with Prefect.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
