@@ -84,7 +84,8 @@ def test_retry_reruns_failed_chunks_and_takes_completed_ones_from_redis(
     assert first.is_failed()
     assert read_upload(upload_id).failed_chunks == 1
     prefix = get_settings().redis_key_prefix
-    cached = sorted(k.decode() for k in redis_client.scan_iter(match=f"{prefix}-*-chunk-*"))
+    key = find_upload_key(upload_id)
+    cached = sorted(k.decode() for k in redis_client.scan_iter(match=f"{prefix}-{key}-chunk-*"))
     assert len(cached) == 2
     assert all(0 < redis_client.ttl(k) <= get_settings().result_ttl_seconds for k in cached)
 
