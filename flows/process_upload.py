@@ -11,7 +11,11 @@ from pledgeflow.settings import get_settings
 from pledgeflow.uploads import UploadResult
 from tasks.chunks import chunk_task_with
 from tasks.observability import Progress, fail_upload_on_crash, label_flow_run, report_upload_task
-from tasks.uploads import aggregate_upload_task, start_upload_task
+from tasks.uploads import (
+    aggregate_upload_task,
+    record_unstarted_chunks_task,
+    start_upload_task,
+)
 
 
 class UploadFailedError(RuntimeError):
@@ -46,8 +50,14 @@ def process_upload(upload_id: int) -> UploadResult:
     progress = Progress(upload_id, len(plan.chunk_ids))
     with tags(f"upload:{upload_id}"):
         futures = chunk_task.map(plan.chunk_ids, upload_key=unmapped(plan.upload_key))
-        for _ in as_completed(list(futures)):
+        chunk_of = {id(f): c for f, c in zip(futures, plan.chunk_ids, strict=True)}
+        failed_tasks: dict[int, str] = {}
+        for future in as_completed(list(futures)):
             progress.advance()
+            if future.state.is_failed():
+                failed_tasks[chunk_of[id(future)]] = future.state.message or ""
+    if failed_tasks:
+        record_unstarted_chunks_task(failed_tasks)
     result = aggregate_upload_task(upload_id)
     report_upload_task(upload_id, plan.shop)
     if result.status == "FAILED":

@@ -199,3 +199,30 @@ def mark_chunk_failed(chunk_id: int, code: str, message: str) -> None:
             )
         )
     logger.warning("chunk %s failed: %s", chunk_id, code)
+
+
+def fail_unstarted_chunks(errors: dict[int, str]) -> int:
+    """Mark FAILED each chunk still PENDING whose task failed before claiming it.
+
+    Such a task failed in the orchestration around it (a lost Redis lock or result store),
+    not on its rows; recording it lets the upload end FAILED and a retry pick it up.
+    """
+    marked = 0
+    for chunk_id, message in sorted(errors.items()):
+        with transaction() as conn:
+            marked += conn.execute(
+                update(CsvUploadChunk)
+                .where(
+                    CsvUploadChunk.id == chunk_id,
+                    CsvUploadChunk.status == UploadStatus.PENDING,
+                )
+                .values(
+                    status=UploadStatus.FAILED,
+                    errors={
+                        "rejected": [],
+                        "error": {"code": "task_failed", "message": message[:400]},
+                    },
+                    completed_at=now(),
+                )
+            ).rowcount
+    return marked

@@ -27,7 +27,13 @@ def _engine_for(url: str, pool_size: int) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": 120, "check_same_thread": False}
     else:
-        kwargs.update(pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
+        kwargs.update(
+            pool_size=pool_size,
+            max_overflow=2,
+            pool_pre_ping=True,
+            # Lets operators find (and tests terminate) pledgeflow's sessions in pg_stat_activity.
+            connect_args={"application_name": "pledgeflow"},
+        )
     engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)

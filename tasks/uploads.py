@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import task
 
+from pledgeflow.chunks import fail_unstarted_chunks
 from pledgeflow.staging import stage_file
 from pledgeflow.uploads import (
     UploadPlan,
@@ -55,6 +56,12 @@ def stage_file_task(
         chunk_size=chunk_size,
         currency=currency,
     )
+
+
+@task(name="record-unstarted-chunks", **_retry)
+def record_unstarted_chunks_task(errors: dict[int, str]) -> int:
+    """Mark FAILED the chunks whose task failed before claiming them (e.g. Redis was lost)."""
+    return fail_unstarted_chunks(errors)
 
 
 @task(name="find-stuck-uploads", **_retry)
