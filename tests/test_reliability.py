@@ -256,10 +256,11 @@ def test_concurrent_overlapping_imports_end_with_the_union(db: Engine, tmp_path:
         for f in (first_file, second_file)
     ]
     states: dict[int, Any] = {}
-    threads = [
-        in_background(lambda u=u: states.__setitem__(u, process_upload(u, return_state=True)))
-        for u in ids
-    ]
+
+    def run(upload_id: int) -> Callable[[], None]:
+        return lambda: states.__setitem__(upload_id, process_upload(upload_id, return_state=True))
+
+    threads = [in_background(run(u)) for u in ids]
     for thread in threads:
         thread.join(timeout=300)
 
