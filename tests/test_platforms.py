@@ -44,7 +44,9 @@ def test_normalize_header(raw: str, normalized: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "variant", [v for v in VARIANTS if v != "no-reward"] + [
+    "variant",
+    [v for v in VARIANTS if v != "no-reward"]
+    + [
         pytest.param(
             "no-reward",
             marks=pytest.mark.xfail(
@@ -232,8 +234,10 @@ def test_2020_question_before_survey_is_an_answer_not_an_item() -> None:
             ["Id", "Service Guid", "Name", "Email", "Pledge Amount", "Pledge Status"],
             ["Backer Number", "Backer UID", "Pledged Status"],
         ),
-        (["Foo", "Bar"], ["Backer Number", "Backer UID", "Email", "Pledge Amount",
-                          "Pledged Status"]),
+        (
+            ["Foo", "Bar"],
+            ["Backer Number", "Backer UID", "Email", "Pledge Amount", "Pledged Status"],
+        ),
     ],
 )
 def test_unknown_layout_names_closest_platform_and_missing_headers(
