@@ -216,42 +216,56 @@ def test_2020_question_before_survey_is_an_answer_not_an_item() -> None:
 
 
 @pytest.mark.parametrize(
-    ("headers", "missing"),
+    ("headers", "closest", "missing"),
     [
-        ([h for h in HEADERS["2020"] if h != "Backer UID"], ["Backer UID"]),
+        ([h for h in HEADERS["2020"] if h != "Backer UID"], "kickstarter", ["Backer UID"]),
         (
             [h if h != "Pledged Status" else "Pledge Status" for h in HEADERS["2017"]],
+            "kickstarter",
             ["Pledged Status"],
         ),
-        ([h for h in HEADERS["2013"] if h != "Rewards Sent?"], ["Rewards Sent?"]),
         (
-            # An Indiegogo contributions header: only Email is shared.
-            ["Order No.", "Pledge ID", "Name", "Email", "Amount", "Perk ID", "Perk"],
-            ["Backer Number", "Backer UID", "Pledge Amount", "Pledged Status"],
+            [h for h in HEADERS["2013"] if h != "Rewards Sent?"],
+            "kickstarter",
+            ["Rewards Sent?"],
         ),
         (
-            # A BackerKit export: Pledge Status, not Pledged Status.
+            # An Indiegogo contributions header without Perk ID.
+            ["Order No.", "Pledge ID", "Name", "Email", "Amount", "Perk"],
+            "indiegogo",
+            ["Perk ID"],
+        ),
+        (
+            # A BackerKit export without Survey Answered At (Pledge Status, not Pledged Status).
             ["Id", "Service Guid", "Name", "Email", "Pledge Amount", "Pledge Status"],
-            ["Backer Number", "Backer UID", "Pledged Status"],
+            "backerkit",
+            ["Survey Answered At"],
+        ),
+        (
+            # A Gamefound import template without the pledge amount.
+            ["Backer number", "Backer name", "E-mail", "Reward title"],
+            "gamefound",
+            ["Pledge amount"],
         ),
         (
             ["Foo", "Bar"],
+            "kickstarter",
             ["Backer Number", "Backer UID", "Email", "Pledge Amount", "Pledged Status"],
         ),
     ],
 )
 def test_unknown_layout_names_closest_platform_and_missing_headers(
-    headers: list[str], missing: list[str]
+    headers: list[str], closest: str, missing: list[str]
 ) -> None:
     with pytest.raises(UnknownLayoutError) as info:
         resolve_layout(tuple(headers))
     error = info.value
-    assert error.closest_platform == "kickstarter"
+    assert error.closest_platform == closest
     assert error.missing_headers == missing
     assert error.as_error() == {
         "code": "unknown_layout",
         "message": str(error),
-        "closest_platform": "kickstarter",
+        "closest_platform": closest,
         "missing_headers": missing,
     }
     for header in missing:
@@ -267,7 +281,7 @@ def test_signature_without_key_columns_names_them() -> None:
     assert info.value.missing_headers == ["Backer Number", "Email"]
 
 
-@pytest.mark.parametrize("platform", ["indiegogo", "backerkit", "gamefound", ""])
+@pytest.mark.parametrize("platform", ["crowdox", "pledgebox", "custom", ""])
 def test_forced_unknown_platform_raises(platform: str) -> None:
     with pytest.raises(UnsupportedPlatformError) as info:
         resolve_layout(tuple(HEADERS["2020"]), platform)
