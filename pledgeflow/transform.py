@@ -268,7 +268,7 @@ def _canonical_frames(
         {
             "pledge_key": email if layout.key_from_email else valid["pledge_key"].str.strip(),
             "email": email,
-            "product_name": reward_name,
+            "product_name": reward_name.astype("str"),  # str even when the chunk is empty
             "amount": money["amount"][0],
             "shipping_amount": money["shipping_amount"][0],
             "currency": pledge_currency.fillna(project_currency or pd.NA).astype("str"),
