@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select, update
 
 from pledgeflow.chunks import now
+from pledgeflow.currencies import currency_summary
 from pledgeflow.database import database_identity, get_engine, transaction
 from pledgeflow.failures import UploadNotFoundError
 from schemas.mappings import ColumnMapping, MappingError
@@ -213,6 +214,7 @@ def aggregate_upload(upload_id: int) -> UploadResult:
             else None
         )
         imported = sum(c.imported_rows for c in completed)
+        currency = currency_summary(conn, upload_id, upload.project_id)
         kept = {k: v for k, v in (upload.stats or {}).items() if k in KEPT_STATS}
         values: dict[str, Any] = {
             "status": status,
@@ -229,12 +231,21 @@ def aggregate_upload(upload_id: int) -> UploadResult:
                 "rows_per_second": round(sum(c.row_count for c in completed) / seconds, 1)
                 if seconds
                 else None,
+                **currency,
             },
             "errors": {"by_code": dict(sorted(by_code.items())), "sample": sample, "error": error},
             "completed_at": finished,
         }
         conn.execute(update(CsvUpload).where(CsvUpload.id == upload_id).values(**values))
     result = read_upload(upload_id)
+    for note in currency["notes"]:
+        logger.warning(
+            "upload %s: %s pledges in %s currencies (%s)",
+            upload_id,
+            note["scope"],
+            len(note["currencies"]),
+            ", ".join(note["currencies"]),
+        )
     logger.info(
         "upload %s %s: %s rows, %s imported, %s rejected, %s/%s chunks failed",
         upload_id,
