@@ -123,7 +123,9 @@ def sample() -> list[Backer]:
     """Nine rows: BackerKit's test backer first, a blank Name falling back to the address
     name, a failed pledge, an email that pledges twice, and three bad rows (5, 6, 9)."""
     return [
-        Backer(1, "tester+domestic@example.com", "Test Backer", platform="Manual", skus={"BH": "1"}),
+        Backer(
+            1, "tester+domestic@example.com", "Test Backer", platform="Manual", skus={"BH": "1"}
+        ),
         Backer(2, "ada@example.com", "Ada", guid="101", skus={"BH": "1", "CL": "2"}),
         Backer(
             3,

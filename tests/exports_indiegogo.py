@@ -111,11 +111,21 @@ def sample() -> list[Contribution]:
     return [
         Contribution(1001, "ann@example.com", "Ann", "early", "$25.00", items=["T-Shirt"]),
         Contribution(
-            1002, "ben@example.com", "Ben", "deluxe", "$60.00", items=["T-Shirt", "Sticker", "Poster"]
+            1002,
+            "ben@example.com",
+            "Ben",
+            "deluxe",
+            "$60.00",
+            items=["T-Shirt", "Sticker", "Poster"],
         ),
         Contribution(1003, "cat@example.com", "Cat", None, "$10.00"),
         Contribution(
-            1004, "ANN@example.com ", "Ann", "deluxe", "$60.00", items=["T-Shirt", "T-Shirt", "Sticker"]
+            1004,
+            "ANN@example.com ",
+            "Ann",
+            "deluxe",
+            "$60.00",
+            items=["T-Shirt", "T-Shirt", "Sticker"],
         ),
         Contribution(1005, "dan@example.com", "Dan", "early", "twelve dollars"),
         Contribution(1006, "eve@example.com", "Eve", None, "$5.00"),
