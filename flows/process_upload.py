@@ -9,7 +9,7 @@ from pledgeflow.results import result_config
 from pledgeflow.settings import get_settings
 from pledgeflow.uploads import UploadResult
 from tasks.chunks import chunk_task_with
-from tasks.uploads import aggregate_upload_task, start_upload_task
+from tasks.uploads import aggregate_upload_task, dry_run_upload_task, start_upload_task
 
 
 class UploadFailedError(RuntimeError):
@@ -29,14 +29,25 @@ class UploadFailedError(RuntimeError):
     flow_run_name="upload-{upload_id}",
     task_runner=ThreadPoolTaskRunner(max_workers=get_settings().task_concurrency),  # type: ignore[arg-type]
 )
-def process_upload(upload_id: int) -> UploadResult:
-    """Import every unfinished chunk of an upload concurrently, then aggregate the outcome."""
-    plan = start_upload_task(upload_id)
-    chunk_task = chunk_task_with(result_config())
-    with tags(f"shop:{plan.shop}", f"platform:{plan.platform}", f"upload:{upload_id}"):
-        futures = chunk_task.map(plan.chunk_ids, upload_key=unmapped(plan.upload_key))
-        futures.wait()
-    result = aggregate_upload_task(upload_id)
+def process_upload(
+    upload_id: int,
+    mapping: dict[str, str | list[str]] | None = None,
+    dry_run: bool = False,
+) -> UploadResult:
+    """Import every unfinished chunk of an upload concurrently, then aggregate the outcome.
+
+    `mapping` (canonical field -> header) replaces detection and is stored on the upload;
+    `dry_run` predicts the outcome and writes nothing to the data tables.
+    """
+    plan = start_upload_task(upload_id, mapping, dry_run)
+    if dry_run:
+        result = dry_run_upload_task(upload_id, plan.error)
+    else:
+        chunk_task = chunk_task_with(result_config())
+        with tags(f"shop:{plan.shop}", f"platform:{plan.platform}", f"upload:{upload_id}"):
+            futures = chunk_task.map(plan.chunk_ids, upload_key=unmapped(plan.upload_key))
+            futures.wait()
+        result = aggregate_upload_task(upload_id)
     if result.status == "FAILED":
         raise UploadFailedError(result)
     return result
