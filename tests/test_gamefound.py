@@ -79,7 +79,9 @@ def test_pledges_without_backer_number_are_keyed_by_email(db: Engine, tmp_path: 
         "sums": {"EUR": "134.00"},
     }
     with db.connect() as conn:
-        pledges = dict(conn.execute(text("SELECT pledge_id, amount::text FROM pledge")).all())
+        pledges: dict[str, str] = dict(
+            conn.execute(text("SELECT pledge_id, amount::text FROM pledge")).all()
+        )
     assert pledges == {"alice@example.com": "64.00", "bob@example.com": "70.00"}
     assert checksums(db) == before
     assert all(t["created"] == 0 for t in (again.stats or {})["tables"].values())

@@ -89,7 +89,7 @@ def test_contributions_import_exact_counts(db: Engine, tmp_path: Path) -> None:
             text("SELECT pledge_id FROM pledge WHERE product_id IS NULL ORDER BY pledge_id")
         ).scalars()
         assert list(donations) == ["1003", "1006", "1012"]
-        lines = dict(
+        lines: dict[str, int] = dict(
             conn.execute(
                 text(
                     "SELECT pr.name, i.quantity FROM inventory i "
@@ -99,7 +99,7 @@ def test_contributions_import_exact_counts(db: Engine, tmp_path: Path) -> None:
             ).all()
         )
         assert lines == {"T-Shirt": 2, "Sticker": 1}  # the same item twice in one row sums
-        skus = dict(
+        skus: dict[str, str] = dict(
             conn.execute(text("SELECT name, external_id FROM product WHERE kind = 'item'")).all()
         )
         assert skus == {"T-Shirt": "TS", "Sticker": "ST", "Poster": "PO", "Mug": "MG"}
