@@ -7,8 +7,14 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-WITH_NUMBER = ["Backer number", "Backer name", "E-mail", "Reward title", "Bonus support",
-               "Pledge amount"]  # fmt: skip
+WITH_NUMBER = [
+    "Backer number",
+    "Backer name",
+    "E-mail",
+    "Reward title",
+    "Bonus support",
+    "Pledge amount",
+]
 # The Indiegogo-hosted copy of the template spells the email column `Email`.
 WITHOUT_NUMBER = ["Backer name", "Email", "Reward title", "Bonus support", "Pledge amount"]
 

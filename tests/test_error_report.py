@@ -20,8 +20,14 @@ from schemas.frames import REPORT_COLUMNS
 from tests.exports import HEADERS, backers, render
 from tests.helpers import import_path, write_file
 
-FORMULAS = ["=HYPERLINK(\"http://example.com\",\"x\")", "+1 555 0100", "@SUM(A1)", "-2+3",
-            "\t=cmd", "\r=1"]  # fmt: skip
+FORMULAS = [
+    '=HYPERLINK("http://example.com","x")',
+    "+1 555 0100",
+    "@SUM(A1)",
+    "-2+3",
+    "\t=cmd",
+    "\r=1",
+]
 
 
 @pytest.mark.parametrize(
@@ -98,8 +104,20 @@ def test_report_of_100000_rejected_rows_is_complete_and_streamed(
         writer = csv.writer(handle)
         writer.writerow(headers)
         for n in range(1, 100_001):
-            writer.writerow([n, 10**9 + n, f"Backer {n}", "", "$5.00", "2020/01/01, 10:00",
-                             "collected", "=1+1", "", "US"])  # fmt: skip
+            writer.writerow(
+                [
+                    n,
+                    10**9 + n,
+                    f"Backer {n}",
+                    "",
+                    "$5.00",
+                    "2020/01/01, 10:00",
+                    "collected",
+                    "=1+1",
+                    "",
+                    "US",
+                ]
+            )
     upload_id = stage_file(path, shop="shop.example.com", project="Big", chunk_size=5000)
     for chunk_id in start_upload(upload_id).chunk_ids:
         process_chunk(chunk_id)

@@ -21,8 +21,17 @@ from pledgeflow.uploads import read_upload
 from schemas.mappings import ColumnMapping, MappingError
 from tests.helpers import count, outcome, write_file
 
-HEADERS = ["Order Ref", "Customer Email", "Customer", "Tier", "Total", "Ordered On", "Mug",
-           "Poster", "Gift note"]  # fmt: skip
+HEADERS = [
+    "Order Ref",
+    "Customer Email",
+    "Customer",
+    "Tier",
+    "Total",
+    "Ordered On",
+    "Mug",
+    "Poster",
+    "Gift note",
+]
 ROWS = [
     ["A-1", "amy@example.com", "Amy", "Basic", "$20.00", "2024-05-01", "1", "0", ""],
     ["A-2", "bo@example.com", "Bo", "Premium", "$45.00", "2024-05-02", "2", "1", "wrap it"],
@@ -143,9 +152,17 @@ def test_cli_refuses_a_mapping_naming_missing_headers_before_writing(
 
     run = CliRunner().invoke(
         app,
-        ["import", str(path), "--shop", "s.example.com", "--project", "P", "--mapping",
-         str(mapping)],
-    )  # fmt: skip
+        [
+            "import",
+            str(path),
+            "--shop",
+            "s.example.com",
+            "--project",
+            "P",
+            "--mapping",
+            str(mapping),
+        ],
+    )
 
     assert run.exit_code == 2
     assert "invalid_mapping" in run.output
