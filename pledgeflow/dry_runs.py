@@ -3,7 +3,9 @@
 Every chunk is mapped, validated and written in upload order inside one transaction that is
 rolled back at the end. Running the real write path is what makes the prediction exact: a
 product or backer that an early chunk creates is seen by later chunks as it would be in a real
-import, which chunk-by-chunk rollbacks would count as created again. The price is that the
+import, which chunk-by-chunk rollbacks would count as created again. The one exception is a key
+repeated in two chunks: the real import's chunks commit in any order, so its later row counts as
+an update or, committed first, leaves the earlier one unchanged. The price is that the
 transaction holds its row locks until the dry run ends, so a real import of the same project
 running at the same time waits for it.
 """
