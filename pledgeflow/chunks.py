@@ -17,6 +17,8 @@ from pledgeflow.failures import ChunkBusyError, ChunkDataError, is_transient
 from pledgeflow.settings import get_settings
 from pledgeflow.transform import build_frames
 from pledgeflow.upserts import WriteTarget, write_chunk
+from schemas.layout import Layout
+from schemas.mappings import ColumnMapping, MappingError
 from schemas.platforms import UnknownLayoutError, UnsupportedPlatformError, resolve_layout
 from schemas.tables import CsvUpload, CsvUploadChunk, Project, UploadStatus
 
@@ -123,6 +125,21 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     return type(exc).__name__, (str(exc).splitlines() or [""])[0][:400]
 
 
+def chunk_layout(headers: object, platform: str | None, mapping: dict[str, Any] | None) -> Layout:
+    """The layout a chunk's rows are read with: its upload's mapping, else its platform."""
+    if not isinstance(headers, list):
+        raise ChunkDataError("malformed_chunk", "chunk data must be {headers: [...], rows: [...]}")
+    try:
+        column_mapping = ColumnMapping.from_dict(mapping) if mapping else None
+        return resolve_layout(
+            tuple(str(h) for h in headers),
+            None if column_mapping else platform,
+            column_mapping,
+        )
+    except (UnknownLayoutError, UnsupportedPlatformError, MappingError) as exc:
+        raise ChunkDataError(exc.code, str(exc)) from exc
+
+
 def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
     engine = get_engine()
     with engine.connect() as conn:
@@ -135,6 +152,7 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
                 CsvUpload.shop,
                 CsvUpload.project_id,
                 CsvUpload.platform,
+                CsvUpload.mapping,
                 Project.currency,
             )
             .join(CsvUpload, CsvUpload.id == CsvUploadChunk.upload_id)
@@ -145,10 +163,7 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
     headers, rows = data.get("headers"), data.get("rows")
     if not isinstance(headers, list) or not isinstance(rows, list):
         raise ChunkDataError("malformed_chunk", "chunk data must be {headers: [...], rows: [...]}")
-    try:
-        layout = resolve_layout(tuple(str(h) for h in headers), chunk.platform)
-    except (UnknownLayoutError, UnsupportedPlatformError) as exc:
-        raise ChunkDataError(exc.code, str(exc)) from exc
+    layout = chunk_layout(headers, chunk.platform, chunk.mapping)
     frames = build_frames(headers, rows, chunk.first_row, layout, chunk.currency)
     target = WriteTarget(
         shop=chunk.shop,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 from typing import Any
 
@@ -81,3 +81,19 @@ def transaction(engine: Engine | None = None) -> Iterator[Connection]:
     else:
         with engine.begin() as conn:
             yield conn
+
+
+@contextmanager
+def rolled_back(engine: Engine | None = None) -> Iterator[Connection]:
+    """Open a connection in one transaction that is always rolled back: statements run and
+    see each other's rows, and none of them persists."""
+    engine = engine or get_engine()
+    with (
+        _SQLITE_WRITE_LOCK if is_sqlite(engine) else nullcontext(),
+        engine.connect() as conn,
+    ):
+        outer = conn.begin()
+        try:
+            yield conn
+        finally:
+            outer.rollback()

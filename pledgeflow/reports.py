@@ -1,33 +1,37 @@
-"""Read back what an upload did: rejected rows and an operator's summary, without personal data."""
+"""Read back what an upload rejected, and write it as a CSV report safe to open in a spreadsheet."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import csv
+from collections.abc import Iterator, Sequence
+from itertools import groupby
+from typing import Any, TextIO
 
 from sqlalchemy import select
 
 from pledgeflow.database import get_engine
-from pledgeflow.uploads import UploadResult
+from schemas.frames import REPORT_COLUMNS, REPORT_SEPARATOR
 from schemas.tables import CsvUploadChunk
 
-CHUNK_LINES = 200  # per-chunk rows shown in the summary before it is cut
+# OWASP's CSV-injection list: a spreadsheet treats a cell starting with these as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _chunk_ids(upload_id: int) -> list[int]:
+    with get_engine().connect() as conn:
+        return list(
+            conn.execute(
+                select(CsvUploadChunk.id)
+                .where(CsvUploadChunk.upload_id == upload_id)
+                .order_by(CsvUploadChunk.chunk_index)
+            ).scalars()
+        )
 
 
 def rejected_rows(upload_id: int) -> Iterator[dict[str, Any]]:
     """Every rejected cell of an upload in file order, one chunk in memory at a time."""
     engine = get_engine()
-    with engine.connect() as conn:
-        ids = (
-            conn.execute(
-                select(CsvUploadChunk.id)
-                .where(CsvUploadChunk.upload_id == upload_id)
-                .order_by(CsvUploadChunk.chunk_index)
-            )
-            .scalars()
-            .all()
-        )
-    for chunk_id in ids:
+    for chunk_id in _chunk_ids(upload_id):
         with engine.connect() as conn:
             errors = conn.execute(
                 select(CsvUploadChunk.errors).where(CsvUploadChunk.id == chunk_id)
@@ -35,100 +39,50 @@ def rejected_rows(upload_id: int) -> Iterator[dict[str, Any]]:
         yield from (errors or {}).get("rejected", [])
 
 
-def chunk_outcomes(upload_id: int) -> list[dict[str, Any]]:
-    """Status, counters and error code of each chunk, in chunk order."""
-    with get_engine().connect() as conn:
-        rows = conn.execute(
-            select(
-                CsvUploadChunk.chunk_index,
-                CsvUploadChunk.status,
-                CsvUploadChunk.first_row,
-                CsvUploadChunk.row_count,
-                CsvUploadChunk.imported_rows,
-                CsvUploadChunk.rejected_rows,
-                CsvUploadChunk.attempts,
-                CsvUploadChunk.errors,
-            )
-            .where(CsvUploadChunk.upload_id == upload_id)
-            .order_by(CsvUploadChunk.chunk_index)
-        ).all()
-    return [
-        {
-            "chunk_index": r.chunk_index,
-            "status": str(r.status.value if hasattr(r.status, "value") else r.status),
-            "rows": f"{r.first_row}-{r.first_row + r.row_count - 1}" if r.row_count else "-",
-            "imported": r.imported_rows,
-            "rejected": r.rejected_rows,
-            "attempts": r.attempts,
-            "error": ((r.errors or {}).get("error") or {}).get("code"),
-        }
-        for r in rows
-    ]
+def neutralize(cell: object) -> str:
+    """A cell as text that a spreadsheet shows as text: a leading formula character gets a
+    single quote before it."""
+    text = "" if cell is None else str(cell)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def _cell(value: object) -> str:
-    # Markdown table cells: keep them on one line and inert.
-    return str(value).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+def write_rejected_csv(upload_id: int, out: TextIO) -> int:
+    """Write every rejected source row of an upload, in file order, and return how many.
 
-
-def summary_markdown(result: UploadResult, chunks: list[dict[str, Any]]) -> str:
-    """The upload's summary for operators: counts, per-chunk outcome, rejected-row sample.
-
-    Rejected values are left out: they may be a backer's email or address.
+    Each line holds REPORT_COLUMNS then the row's original cells (a short record padded with
+    blanks to the header's width). The upload is read one chunk at a time.
     """
-    lines = [
-        f"# Upload {result.upload_id}: {result.status}",
-        "",
-        f"Platform: {_cell(result.platform or 'unknown')}",
-        "",
-        "| rows | imported | rejected | chunks | completed | failed |",
-        "|---:|---:|---:|---:|---:|---:|",
-        f"| {result.total_rows} | {result.imported_rows} | {result.rejected_rows} "
-        f"| {result.total_chunks} | {result.completed_chunks} | {result.failed_chunks} |",
-        "",
-    ]
-    errors = result.errors or {}
-    if errors.get("error"):
-        lines += [
-            f"**Error**: `{_cell(errors['error'].get('code'))}`: "
-            f"{_cell(errors['error'].get('message', ''))}",
-            "",
-        ]
-    tables = (result.stats or {}).get("tables") or {}
-    if tables:
-        lines += [
-            "| table | created | updated | unchanged | deleted |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        lines += [
-            f"| {name} | {c['created']} | {c['updated']} | {c['unchanged']} | {c['deleted']} |"
-            for name, c in tables.items()
-        ]
-        lines.append("")
-    lines += [
-        "## Chunks",
-        "",
-        "| chunk | rows | status | imported | rejected | attempts | error |",
-        "|---:|---|---|---:|---:|---:|---|",
-    ]
-    lines += [
-        f"| {c['chunk_index']} | {c['rows']} | {c['status']} | {c['imported']} | "
-        f"{c['rejected']} | {c['attempts']} | {_cell(c['error'] or '')} |"
-        for c in chunks[:CHUNK_LINES]
-    ]
-    if len(chunks) > CHUNK_LINES:
-        lines.append(f"\n… and {len(chunks) - CHUNK_LINES} more chunks")
-    sample = errors.get("sample") or []
-    if sample:
-        by_code = ", ".join(f"{_cell(k)}: {v}" for k, v in (errors.get("by_code") or {}).items())
-        lines += [
-            "",
-            "## Rejected rows",
-            "",
-            f"By reason: {by_code}",
-            "",
-            "| row | column | reason |",
-            "|---:|---|---|",
-        ]
-        lines += [f"| {e['row']} | {_cell(e['column'])} | {_cell(e['code'])} |" for e in sample]
-    return "\n".join(lines) + "\n"
+    writer = csv.writer(out)
+    engine = get_engine()
+    written = 0
+    header_written = False
+    for chunk_id in _chunk_ids(upload_id):
+        with engine.connect() as conn:
+            chunk = conn.execute(
+                select(CsvUploadChunk.data, CsvUploadChunk.errors, CsvUploadChunk.first_row).where(
+                    CsvUploadChunk.id == chunk_id
+                )
+            ).one()
+        data = chunk.data or {}
+        headers: Sequence[object] = data.get("headers") or []
+        rows: Sequence[Sequence[object]] = data.get("rows") or []
+        if not header_written:
+            writer.writerow([neutralize(c) for c in (*REPORT_COLUMNS, *headers)])
+            header_written = True
+        rejected = (chunk.errors or {}).get("rejected", [])
+        for row_number, entries in groupby(rejected, key=lambda e: int(e["row"])):
+            cells = list(entries)
+            offset = row_number - chunk.first_row
+            source = list(rows[offset]) if 0 <= offset < len(rows) else []
+            source += [""] * (len(headers) - len(source))
+            reasons = [
+                str(row_number),
+                REPORT_SEPARATOR.join(str(e["column"]) for e in cells),
+                REPORT_SEPARATOR.join(str(e["code"]) for e in cells),
+                REPORT_SEPARATOR.join(str(e["message"]) for e in cells),
+            ]
+            writer.writerow([neutralize(c) for c in (*reasons, *source)])
+            written += 1
+    if not header_written:
+        writer.writerow(REPORT_COLUMNS)
+    return written

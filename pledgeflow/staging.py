@@ -12,6 +12,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pledgeflow.database import transaction
+from schemas.mappings import ColumnMapping, MappingError
 from schemas.platforms import PLATFORMS
 from schemas.tables import PROJECT, CsvUpload, CsvUploadChunk
 
@@ -59,11 +60,13 @@ def stage_file(
     platform: str | None = None,
     chunk_size: int = 2000,
     currency: str | None = None,
+    mapping: ColumnMapping | None = None,
 ) -> int:
     """Create the project if new, then the upload and its chunks in one transaction.
 
     The file is read as a stream, `chunk_size` records at a time; a file that cannot be read
-    as CSV stores nothing.
+    as CSV stores nothing, and neither does a `mapping` naming a header the file lacks (the
+    error lists the headers it has).
     """
     if platform is not None and platform not in PLATFORMS:
         raise StagingError(
@@ -74,16 +77,27 @@ def stage_file(
         raise StagingError("file_not_found", f"no such file: {path}")
     records = _records(path)
     try:
+        headers = next(records, None)
+        if headers is None:
+            raise StagingError("empty_file", f"{path.name} is empty: no header row")
+        if mapping is not None:
+            try:
+                mapping.check_headers(headers)
+            except MappingError as exc:
+                raise StagingError(exc.code, str(exc)) from exc
         with transaction() as conn:
             project_id = ensure_project(conn, shop, project, currency)
             upload_id = conn.execute(
                 insert(CsvUpload)
-                .values(project_id=project_id, shop=shop, filename=path.name, platform=platform)
+                .values(
+                    project_id=project_id,
+                    shop=shop,
+                    filename=path.name,
+                    platform="custom" if mapping is not None else platform,
+                    mapping=mapping.as_dict() if mapping is not None else None,
+                )
                 .returning(CsvUpload.id)
             ).scalar_one()
-            headers = next(records, None)
-            if headers is None:
-                raise StagingError("empty_file", f"{path.name} is empty: no header row")
             total = _write_chunks(conn, upload_id, headers, records, chunk_size)
     except UnicodeDecodeError as exc:
         raise StagingError(

@@ -26,6 +26,12 @@ REASON_CODES: dict[str, str] = {
     "long_record": "the record has non-blank fields beyond the last header",
 }
 
+# The columns the rejected-row report (`pledgeflow errors --csv`) puts before a row's original
+# cells. A row with several failing cells lists each in `column`, `code` and `message`, in the
+# same order, joined by REPORT_SEPARATOR.
+REPORT_COLUMNS = ("row_number", "column", "code", "message")
+REPORT_SEPARATOR = "; "
+
 
 class SourceRows(pa.DataFrameModel):
     """One row per source record, canonical fields as text; index is the file's data-row number."""

@@ -16,7 +16,7 @@ from prefect.client.orchestration import get_client
 from prefect.events import emit_event
 from prefect.runtime import flow_run as current_flow_run
 
-from pledgeflow.reports import chunk_outcomes, summary_markdown
+from pledgeflow.summaries import chunk_outcomes, summary_markdown
 from pledgeflow.uploads import UploadResult, fail_unfinished_upload, read_upload
 
 logger = logging.getLogger(__name__)
@@ -91,9 +91,10 @@ def report_upload_task(upload_id: int, shop: str) -> None:
 
 def fail_upload_on_crash(flow: Any, flow_run: Any, state: Any) -> None:
     """Flow hook: if the run failed or crashed before finishing the upload, mark it FAILED."""
-    upload_id = (flow_run.parameters or {}).get("upload_id")
-    if upload_id is None:
-        return
+    parameters = flow_run.parameters or {}
+    upload_id = parameters.get("upload_id")
+    if upload_id is None or parameters.get("dry_run"):
+        return  # a dry run never changes the upload's status
     message = (state.message or "flow run failed")[:400]
     result = fail_unfinished_upload(int(upload_id), "flow_failed", message)
     if result is not None:

@@ -8,6 +8,7 @@ from typing import Any
 from prefect import task
 
 from pledgeflow.chunks import fail_unstarted_chunks
+from pledgeflow.dry_runs import dry_run_upload
 from pledgeflow.staging import stage_file
 from pledgeflow.uploads import (
     UploadPlan,
@@ -27,9 +28,17 @@ _retry: dict[str, Any] = {
 
 
 @task(name="start-upload", task_run_name="start-upload-{upload_id}", **_retry)
-def start_upload_task(upload_id: int) -> UploadPlan:
-    """Detect the upload's platform and list the chunks still to process."""
-    return start_upload(upload_id)
+def start_upload_task(
+    upload_id: int, mapping: dict[str, Any] | None = None, dry_run: bool = False
+) -> UploadPlan:
+    """Detect the upload's layout (or apply its mapping) and list the chunks to process."""
+    return start_upload(upload_id, mapping, dry_run=dry_run)
+
+
+@task(name="dry-run-upload", task_run_name="dry-run-upload-{upload_id}", **_retry)
+def dry_run_upload_task(upload_id: int, error: dict[str, Any] | None = None) -> UploadResult:
+    """Predict what importing the upload would write, in a transaction that is rolled back."""
+    return dry_run_upload(upload_id, error)
 
 
 @task(name="aggregate-upload", task_run_name="aggregate-upload-{upload_id}", **_retry)
