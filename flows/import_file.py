@@ -29,7 +29,14 @@ def import_file(
         str | None,
         Field(pattern="^[A-Z]{3}$", description="Project currency for bare symbols/numbers."),
     ] = None,
+    mapping: Annotated[
+        dict[str, str | list[str]] | None,
+        Field(description="Canonical field -> source header, for a layout no platform matches."),
+    ] = None,
+    dry_run: Annotated[
+        bool, Field(description="Predict the outcome and write nothing to the data tables.")
+    ] = False,
 ) -> UploadResult:
     """Stage the file as an upload with chunks, then import it with the upload flow."""
     upload_id = stage_file_task(path, shop, project, platform, chunk_size, currency)
-    return process_upload(upload_id)
+    return process_upload(upload_id, mapping=mapping, dry_run=dry_run)
