@@ -1,10 +1,11 @@
 """The webhook the web app calls once it has stored an upload: one flow run per upload.
 
-`POST /webhooks/uploads` with body `{"upload_id": <int>}`, header `X-Pledgeflow-Timestamp`
-(Unix seconds) and `X-Pledgeflow-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`
-keyed with `PLEDGEFLOW_WEBHOOK_SECRET`. The signature and timestamp are checked before anything
-else; the run is created with an idempotency key derived from the upload, so a redelivered
-webhook answers with the same run.
+`POST /webhooks/uploads` with body `{"upload_id": <int>}` (optionally `"shop": <domain>`),
+header `X-Pledgeflow-Timestamp` (Unix seconds) and header
+`X-Pledgeflow-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`, keyed with
+`PLEDGEFLOW_WEBHOOK_SECRET`. The signature and timestamp are checked before anything else;
+the run is created with an idempotency key derived from the upload, so a redelivered webhook
+answers with the same run.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class UploadStored(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     upload_id: int = Field(gt=0)
+    # When the web app names the shop, an upload of any other shop is answered as unknown.
+    shop: str | None = Field(default=None, min_length=1)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -89,8 +92,10 @@ def create_app(deployment_name: str = PROCESS_UPLOAD_DEPLOYMENT) -> FastAPI:
         try:
             event = UploadStored.model_validate_json(body)
         except ValidationError:
-            return _error(422, "malformed_body", 'expected {"upload_id": <positive integer>}')
-        key = await run_in_threadpool(find_upload_key, event.upload_id)
+            return _error(
+                422, "malformed_body", 'expected {"upload_id": <positive integer>, "shop"?: ...}'
+            )
+        key = await run_in_threadpool(find_upload_key, event.upload_id, event.shop)
         if key is None:
             return _error(404, "unknown_upload", f"upload {event.upload_id} does not exist")
         async with get_client() as client:

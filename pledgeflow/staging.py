@@ -12,6 +12,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pledgeflow.database import transaction
+from pledgeflow.settings import get_settings
 from schemas.mappings import ColumnMapping, MappingError
 from schemas.platforms import PLATFORMS
 from schemas.tables import PROJECT, CsvUpload, CsvUploadChunk
@@ -45,8 +46,17 @@ def ensure_project(conn: Connection, shop: str, name: str, currency: str | None)
     return int(project_id)
 
 
-def _records(path: Path) -> Iterator[list[str]]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
+def _encoding_of(path: Path) -> str:
+    """UTF-16 when the file starts with its byte-order mark, else UTF-8 (BOM or not)."""
+    with path.open("rb") as handle:
+        start = handle.read(2)
+    return "utf-16" if start in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+
+
+def _records(path: Path, max_cell_chars: int) -> Iterator[list[str]]:
+    # The csv module's field limit is process-wide; it bounds memory on an unclosed quote.
+    csv.field_size_limit(max_cell_chars)
+    with path.open(encoding=_encoding_of(path), newline="") as handle:
         for record in csv.reader(handle, strict=True):
             if record:  # a blank line is no record
                 yield record
@@ -75,11 +85,20 @@ def stage_file(
         )
     if not path.is_file():
         raise StagingError("file_not_found", f"no such file: {path}")
-    records = _records(path)
+    limits = get_settings()
+    size = path.stat().st_size
+    if size > limits.max_file_bytes:
+        raise StagingError(
+            "limit_exceeded",
+            f"{path.name} is {size} bytes, over the limit of {limits.max_file_bytes} "
+            "(PLEDGEFLOW_MAX_FILE_BYTES)",
+        )
+    records = _records(path, limits.max_cell_chars)
     try:
         headers = next(records, None)
         if headers is None:
             raise StagingError("empty_file", f"{path.name} is empty: no header row")
+        check_header(headers, limits.max_columns)
         if mapping is not None:
             try:
                 mapping.check_headers(headers)
@@ -101,12 +120,32 @@ def stage_file(
             total = _write_chunks(conn, upload_id, headers, records, chunk_size)
     except UnicodeDecodeError as exc:
         raise StagingError(
-            "invalid_encoding", f"{path.name} is not UTF-8 text (byte {exc.start})"
+            "invalid_encoding",
+            f"{path.name} is not UTF-8 or UTF-16 text (undecodable byte at offset {exc.start}); "
+            "a file saved as Latin-1 or Windows-1252 must be re-saved as UTF-8",
         ) from exc
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise StagingError(
+                "limit_exceeded",
+                f"{path.name} has a cell longer than {limits.max_cell_chars} characters "
+                "(PLEDGEFLOW_MAX_CELL_CHARS), or a quote that is never closed",
+            ) from exc
         raise StagingError("malformed_csv", f"{path.name} is not valid CSV: {exc}") from exc
     logger.info("staged upload %s: %s rows", upload_id, total)
     return int(upload_id)
+
+
+def check_header(headers: list[str], max_columns: int) -> None:
+    """Refuse a header row wider than the limit, or one no table can store."""
+    if len(headers) > max_columns:
+        raise StagingError(
+            "limit_exceeded",
+            f"the header has {len(headers)} columns, over the limit of {max_columns} "
+            "(PLEDGEFLOW_MAX_COLUMNS)",
+        )
+    if any("\x00" in h for h in headers):
+        raise StagingError("invalid_character", "the header row holds a NUL character")
 
 
 def _write_chunks(
@@ -138,9 +177,15 @@ def _write_chunks(
             conn.execute(insert(CsvUploadChunk), pending)
             pending.clear()
 
+    max_rows = get_settings().max_rows
     for record in records:
         rows.append(record)
         total += 1
+        if total > max_rows:
+            raise StagingError(
+                "limit_exceeded",
+                f"the file has more than {max_rows} data rows (PLEDGEFLOW_MAX_ROWS)",
+            )
         if len(rows) >= chunk_size:
             close_chunk()
     if rows or index == 0:

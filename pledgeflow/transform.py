@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from pledgeflow.settings import get_settings
 from pledgeflow.values import MoneyError, parse_dates, parse_money
 from schemas.frames import (
     REASON_CODES,
@@ -60,6 +61,16 @@ def rejection(row: int, column: str, value: object, code: str) -> dict[str, Any]
     }
 
 
+def _unstorable_cell(cells: list[str], max_chars: int) -> tuple[int, str] | None:
+    """The first cell no column can store (a NUL character, or over the size limit)."""
+    for index, cell in enumerate(cells):
+        if "\x00" in cell:
+            return index, "invalid_character"
+        if len(cell) > max_chars:
+            return index, "cell_too_large"
+    return None
+
+
 def _cell(value: object) -> str:
     return "" if value is None else str(value)
 
@@ -70,8 +81,11 @@ def build_frames(
     first_row: int,
     layout: Layout,
     project_currency: str | None,
+    *,
+    max_cell_chars: int | None = None,
 ) -> ChunkFrames:
     """Map, validate and de-duplicate one chunk; every row ends imported or rejected."""
+    max_cell_chars = max_cell_chars or get_settings().max_cell_chars
     width = len(headers)
     rejected: list[dict[str, Any]] = []
     kept: list[list[str]] = []
@@ -86,6 +100,12 @@ def build_frames(
         if extra:
             position, value = extra[0]
             rejected.append(rejection(row_number, f"field {position}", value, "long_record"))
+            continue
+        unfit = _unstorable_cell(cells[:width], max_cell_chars)
+        if unfit is not None:
+            index, code = unfit
+            value = cells[index][:200] if code == "cell_too_large" else cells[index]
+            rejected.append(rejection(row_number, headers[index], value.replace("\x00", ""), code))
             continue
         kept.append(cells[:width])
         kept_rows.append(row_number)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 
 from pledgeflow.chunks import now
 from pledgeflow.currencies import currency_summary
@@ -18,7 +18,7 @@ from pledgeflow.failures import UploadNotFoundError
 from pledgeflow.settings import get_settings
 from schemas.mappings import ColumnMapping, MappingError
 from schemas.platforms import UnknownLayoutError, UnsupportedPlatformError, resolve_layout
-from schemas.tables import DATA_TABLES, UPLOAD, CsvUpload, CsvUploadChunk, UploadStatus
+from schemas.tables import DATA_TABLES, PROJECT, UPLOAD, CsvUpload, CsvUploadChunk, UploadStatus
 
 logger = logging.getLogger(__name__)
 SAMPLE_SIZE = 100
@@ -64,17 +64,59 @@ def upload_key(upload_id: int, created_at: datetime) -> str:
     return f"{database_identity()}-u{upload_id}-{stamp}"
 
 
-def find_upload_key(upload_id: int) -> str | None:
-    """The upload's key, or None when no such upload exists."""
+def find_upload_key(upload_id: int, shop: str | None = None) -> str | None:
+    """The upload's key; None when no such upload exists (or it is not `shop`'s, if given)."""
     with get_engine().connect() as conn:
-        created = conn.execute(select(UPLOAD.c.created_at).where(UPLOAD.c.id == upload_id)).scalar()
-    return None if created is None else upload_key(upload_id, created)
+        row = conn.execute(
+            select(UPLOAD.c.created_at, UPLOAD.c.shop).where(UPLOAD.c.id == upload_id)
+        ).first()
+    if row is None or (shop is not None and row.shop != shop):
+        return None
+    return upload_key(upload_id, row.created_at)
 
 
 def record_flow_run(upload_id: int, flow_run_id: str) -> None:
     """Remember which flow run processes an upload."""
     with transaction() as conn:
         conn.execute(update(UPLOAD).where(UPLOAD.c.id == upload_id).values(flow_run_id=flow_run_id))
+
+
+class UploadRefusedError(ValueError):
+    """An upload pledgeflow will not process: over a limit, or not its shop's project."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def check_upload_bounds(conn: Connection, upload: Any, width: int) -> None:
+    """Refuse an upload whose project belongs to another shop, or that exceeds the limits."""
+    project_shop = conn.execute(
+        select(PROJECT.c.shop).where(PROJECT.c.id == upload.project_id)
+    ).scalar()
+    if project_shop != upload.shop:
+        raise UploadRefusedError(
+            "shop_mismatch",
+            f"upload {upload.id} names project {upload.project_id}, which is not its shop's",
+        )
+    limits = get_settings()
+    if width > limits.max_columns:
+        raise UploadRefusedError(
+            "limit_exceeded",
+            f"the header has {width} columns, over the limit of {limits.max_columns} "
+            "(PLEDGEFLOW_MAX_COLUMNS)",
+        )
+    rows = conn.execute(
+        select(func.coalesce(func.sum(CsvUploadChunk.row_count), 0)).where(
+            CsvUploadChunk.upload_id == upload.id
+        )
+    ).scalar_one()
+    if rows > limits.max_rows:
+        raise UploadRefusedError(
+            "limit_exceeded",
+            f"the upload has {rows} data rows, over the limit of {limits.max_rows} "
+            "(PLEDGEFLOW_MAX_ROWS)",
+        )
 
 
 def start_upload(
@@ -109,13 +151,20 @@ def start_upload(
         try:
             if not isinstance(headers, list) or not headers:
                 raise ValueError("the upload has no chunks with a header row")
+            check_upload_bounds(conn, upload, len(headers))
             column_mapping = ColumnMapping.from_dict(wanted) if wanted else None
             layout = resolve_layout(
                 tuple(str(h) for h in headers),
                 None if column_mapping else upload.platform,
                 column_mapping,
             )
-        except (UnknownLayoutError, UnsupportedPlatformError, MappingError, ValueError) as exc:
+        except (
+            UnknownLayoutError,
+            UnsupportedPlatformError,
+            MappingError,
+            UploadRefusedError,
+            ValueError,
+        ) as exc:
             plan.error = (
                 exc.as_error()
                 if isinstance(exc, UnknownLayoutError | MappingError)

@@ -24,6 +24,8 @@ REASON_CODES: dict[str, str] = {
     "invalid_quantity": "an add-on or item quantity that is not a whole number >= 0",
     "short_record": "the record has fewer fields than the header",
     "long_record": "the record has non-blank fields beyond the last header",
+    "invalid_character": "a cell holds a NUL character, which no text column can store",
+    "cell_too_large": "a cell is longer than PLEDGEFLOW_MAX_CELL_CHARS characters",
 }
 
 # The columns the rejected-row report (`pledgeflow errors --csv`) puts before a row's original
