@@ -128,3 +128,14 @@ def outcome(engine: Engine, project: str = "Campaign") -> dict[str, Any]:
 def rejected(result: UploadResult) -> list[tuple[int, str, str]]:
     """(row, code, column) of every rejected cell in the upload's sample, in file order."""
     return [(e["row"], e["code"], e["column"]) for e in (result.errors or {})["sample"]]
+
+
+def run_plain(upload_id: int) -> UploadResult:
+    """Process an upload with the plain functions the flow's tasks wrap (no Prefect)."""
+    from pledgeflow.chunks import process_chunk
+    from pledgeflow.uploads import aggregate_upload, start_upload
+
+    plan = start_upload(upload_id)
+    for chunk_id in plan.chunk_ids:
+        process_chunk(chunk_id)
+    return aggregate_upload(upload_id)
