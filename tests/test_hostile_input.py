@@ -118,7 +118,7 @@ def test_nul_cells_huge_cells_formulas_and_header_only_files(db: Engine, tmp_pat
     entry = (result.errors or {})["sample"][0]
     assert (entry["row"], entry["code"], entry["column"]) == (2, "invalid_character", "Notes")
     with db.connect() as conn:
-        notes = dict(
+        notes: dict[str, str] = dict(
             conn.execute(
                 text(
                     "SELECT p.pledge_id, s.answers->>'Notes' FROM survey s "
