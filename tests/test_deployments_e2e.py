@@ -256,33 +256,6 @@ def test_webhook_refuses_bad_requests_without_creating_runs(
     assert httpx.get(f"{stack.webhook}/healthz", timeout=5).status_code == 200
 
 
-@pytest.fixture
-def flaky_pledge(db: Engine) -> Iterator[str]:
-    """Fail, on its chunk's first attempt only, any transaction writing pledge key 'flaky'.
-
-    The fault lives in the database, not in pledgeflow: no code path a user can reach.
-    """
-    with db.begin() as conn:
-        conn.execute(
-            text("""
-            CREATE FUNCTION test_flaky() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-              IF NEW.pledge_id = 'flaky' AND (
-                SELECT attempts FROM csv_upload_chunk
-                WHERE upload_id = NEW.upload_id AND NEW.source_row >= first_row
-                  AND NEW.source_row < first_row + row_count) < 2
-              THEN RAISE EXCEPTION 'injected first-attempt failure'; END IF;
-              RETURN NEW;
-            END $$;
-            CREATE TRIGGER test_flaky BEFORE INSERT OR UPDATE ON pledge
-            FOR EACH ROW EXECUTE FUNCTION test_flaky();
-        """)
-        )
-    yield "flaky"
-    with db.begin() as conn:
-        conn.execute(text("DROP TRIGGER test_flaky ON pledge; DROP FUNCTION test_flaky();"))
-
-
 def chunk_task_runs(stack: Stack, run_id: str, expected: int) -> list[dict[str, Any]]:
     """The chunk task runs of a flow run, once the server has recorded `expected` of them."""
     found: list[dict[str, Any]] = []

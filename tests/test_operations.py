@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
@@ -28,30 +27,6 @@ from tests.helpers import count, write_file
 from tests.services import free_port, wait_until
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-
-@pytest.fixture
-def flaky_pledge(db: Engine) -> Iterator[str]:
-    """Fail, on its chunk's first attempt only, any transaction writing pledge key 'flaky'."""
-    with db.begin() as conn:
-        conn.execute(
-            text("""
-            CREATE FUNCTION test_flaky() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-              IF NEW.pledge_id = 'flaky' AND (
-                SELECT attempts FROM csv_upload_chunk
-                WHERE upload_id = NEW.upload_id AND NEW.source_row >= first_row
-                  AND NEW.source_row < first_row + row_count) < 2
-              THEN RAISE EXCEPTION 'injected first-attempt failure'; END IF;
-              RETURN NEW;
-            END $$;
-            CREATE TRIGGER test_flaky BEFORE INSERT OR UPDATE ON pledge
-            FOR EACH ROW EXECUTE FUNCTION test_flaky();
-        """)
-        )
-    yield "flaky"
-    with db.begin() as conn:
-        conn.execute(text("DROP TRIGGER test_flaky ON pledge; DROP FUNCTION test_flaky();"))
 
 
 def chunk_states(records: list[logging.LogRecord]) -> dict[str, list[str]]:

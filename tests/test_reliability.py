@@ -8,7 +8,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,23 +41,6 @@ def clean_run(db: Engine, path: Path, chunk_size: int) -> dict[str, tuple[int, s
     sums = checksums(db)
     truncate(db)
     return sums
-
-
-@pytest.fixture
-def slow_pledges(db: Engine) -> Iterator[None]:
-    """Every pledge statement takes 0.4 s, so faults can land while chunks are in flight."""
-    with db.begin() as conn:
-        conn.execute(
-            text("""
-            CREATE FUNCTION test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN PERFORM pg_sleep(0.4); RETURN NULL; END $$;
-            CREATE TRIGGER test_slow AFTER INSERT ON pledge
-            FOR EACH STATEMENT EXECUTE FUNCTION test_slow();
-        """)
-        )
-    yield
-    with db.begin() as conn:
-        conn.execute(text("DROP TRIGGER test_slow ON pledge; DROP FUNCTION test_slow();"))
 
 
 def chunk_statuses(db: Engine, upload_id: int) -> list[str]:
