@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from prefect import flow, tags, unmapped
 from prefect.futures import as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from pledgeflow.results import result_config
-from pledgeflow.settings import get_settings
+from pledgeflow.runners import chunk_task_runner
 from pledgeflow.uploads import UploadResult
 from tasks.chunks import chunk_task_with
 from tasks.observability import Progress, fail_upload_on_crash, label_flow_run, report_upload_task
@@ -35,7 +34,7 @@ class UploadFailedError(RuntimeError):
     name="process-upload",
     flow_run_name="upload-{upload_id}",
     description="Import every unfinished chunk of an upload, then aggregate and report it.",
-    task_runner=ThreadPoolTaskRunner(max_workers=get_settings().task_concurrency),  # type: ignore[arg-type]
+    task_runner=chunk_task_runner(),
     on_failure=[fail_upload_on_crash],
     on_crashed=[fail_upload_on_crash],
 )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -186,6 +188,8 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
                     "tables": counts.as_dict(),
                     "by_code": dict(by_code),
                     "seconds": round(time.perf_counter() - started, 4),
+                    # Which process wrote it: ops can tell workers (or Dask processes) apart.
+                    "worker": f"{socket.gethostname()}:{os.getpid()}",
                 },
                 completed_at=now(),
             )
