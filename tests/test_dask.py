@@ -38,7 +38,9 @@ def test_dask_cluster_of_two_processes_matches_the_thread_runner(
         },
     )
 
-    state = process_upload.with_options(task_runner=runner)(upload_id, return_state=True)
+    state = process_upload.with_options(task_runner=runner)(  # type: ignore[arg-type]
+        upload_id, return_state=True
+    )
 
     assert state.is_completed(), state.message
     result = read_upload(upload_id)
