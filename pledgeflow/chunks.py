@@ -11,14 +11,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import or_, select, update
+from sqlalchemy import Connection, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from pledgeflow.database import get_engine, transaction
 from pledgeflow.failures import ChunkBusyError, ChunkDataError, is_transient
 from pledgeflow.settings import get_settings
-from pledgeflow.transform import build_frames
-from pledgeflow.upserts import WriteTarget, write_chunk
+from pledgeflow.staged_upserts import write_chunk_staged
+from pledgeflow.transform import ChunkFrames, build_frames
+from pledgeflow.upserts import WriteCounts, WriteTarget, write_chunk
 from schemas.layout import Layout
 from schemas.mappings import ColumnMapping, MappingError
 from schemas.platforms import UnknownLayoutError, UnsupportedPlatformError, resolve_layout
@@ -175,7 +176,7 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
     )
     by_code = Counter(r["code"] for r in frames.rejected)
     with transaction(engine) as tx:
-        counts = write_chunk(tx, target, frames)
+        counts = write_frames(tx, target, frames)
         tx.execute(
             update(CsvUploadChunk)
             .where(CsvUploadChunk.id == chunk_id)
@@ -201,6 +202,14 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
         imported_rows=frames.imported_rows,
         rejected_rows=frames.rejected_rows,
     )
+
+
+def write_frames(conn: Connection, target: WriteTarget, frames: ChunkFrames) -> WriteCounts:
+    """Write a chunk's frames on the path the settings and the database call for: COPY and
+    set-based upserts on PostgreSQL, multi-row upserts elsewhere (same rules, same counts)."""
+    if conn.dialect.name == "postgresql" and get_settings().write_path == "auto":
+        return write_chunk_staged(conn, target, frames)
+    return write_chunk(conn, target, frames)
 
 
 def mark_chunk_failed(chunk_id: int, code: str, message: str) -> None:

@@ -1,4 +1,4 @@
-"""The `pledgeflow` command line: import, status, errors, retry and database migrations."""
+"""The `pledgeflow` command line: import, status, errors, retry, bench and database migrations."""
 
 from __future__ import annotations
 
@@ -242,6 +242,60 @@ def webhook(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     uvicorn.run(app_, host=host, port=port, log_level="info")
+
+
+@app.command()
+def bench(
+    rows: Annotated[int, typer.Option(min=1, help="Rows of the synthetic export to import.")],
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")
+    ] = None,
+    chunk_size: Annotated[
+        int | None, typer.Option(min=1, help="Rows per chunk (default from settings).")
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Chunk tasks at once (default PLEDGEFLOW_TASK_CONCURRENCY)."),
+    ] = None,
+    naive_rows: Annotated[
+        int, typer.Option(min=0, help="Rows the naive ORM baseline loads (0 skips it).")
+    ] = 10_000,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            help="PostgreSQL server URL (any database on it) where the benchmark creates and "
+            "drops its databases; default: the server of PLEDGEFLOW_DATABASE_URL, or "
+            "postgres@127.0.0.1:5432."
+        ),
+    ] = None,
+) -> None:
+    """Benchmark the import pipeline against a hand-tuned and a naive ORM baseline."""
+    from sqlalchemy.engine import make_url
+
+    from pledgeflow.bench import DEFAULT_SERVER, BenchConfig, report, run_bench
+
+    settings = get_settings()
+    configured = make_url(settings.database_url.get_secret_value())
+    if server is None:
+        server = (
+            configured.set(database="postgres").render_as_string(hide_password=False)
+            if configured.get_backend_name() == "postgresql"
+            else DEFAULT_SERVER
+        )
+    tasks = concurrency or settings.task_concurrency
+    config = BenchConfig(
+        rows=rows,
+        chunk_size=chunk_size or settings.chunk_size,
+        task_concurrency=tasks,
+        pool_size=settings.db_pool_size or tasks + 2,
+        naive_rows=naive_rows,
+        server_url=server,
+    )
+    figures = run_bench(config)
+    for line in report(figures):
+        typer.echo(line)
+    if json_file is not None:
+        json_file.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 @db_app.command("upgrade")

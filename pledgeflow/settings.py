@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,12 @@ class Settings(BaseSettings):
         default=4, ge=1, le=64, description="Chunk tasks running at once in one flow run."
     )
     db_pool_size: int = Field(default=0, ge=0, description="Connection pool; 0 derives it.")
+    write_path: Literal["auto", "portable"] = Field(
+        default="auto",
+        description="How chunks are written: `auto` stages rows with COPY and upserts them "
+        "set-based on PostgreSQL (the portable path elsewhere); `portable` always uses the "
+        "multi-row INSERT … ON CONFLICT path.",
+    )
     chunk_lease_seconds: int = Field(
         default=600, ge=1, description="A PROCESSING chunk older than this may be reclaimed."
     )

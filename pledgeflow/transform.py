@@ -12,7 +12,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from pledgeflow.settings import get_settings
-from pledgeflow.values import MoneyError, parse_dates, parse_money
+from pledgeflow.values import parse_dates, parse_money
 from schemas.frames import (
     REASON_CODES,
     BackerFrame,
@@ -229,24 +229,22 @@ def _quantity_failures(cells: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _blank_to_none(cells: pd.Series) -> pd.Series:
-    stripped = cells.str.strip()
-    return stripped.where(stripped != "", None).astype("str")
+    # A comprehension over the values is several times faster than the `.str` accessor on
+    # Python-backed strings, and this runs on every canonical column of every chunk.
+    stripped = [cell.strip() or None for cell in cells.to_numpy(dtype=object)]
+    return pd.Series(stripped, index=cells.index, dtype="str")
 
 
 def _money_column(cells: pd.Series, project_currency: str | None) -> tuple[pd.Series, pd.Series]:
-    amounts: list[Decimal | None] = []
-    currencies: list[str | None] = []
-    for cell in cells:
-        if not cell.strip():
-            amounts.append(None)
-            currencies.append(None)
-            continue
-        try:
-            amount, currency = parse_money(cell, project_currency)
-        except MoneyError:  # pragma: no cover - SourceRows rejected these rows already
-            raise
-        amounts.append(amount)
-        currencies.append(currency)
+    # A column repeats a few amounts many times: parse each distinct cell once.
+    # SourceRows rejected the rows whose cells do not parse (MoneyError) already.
+    parsed: dict[str, tuple[Decimal | None, str | None]] = {
+        cell: parse_money(cell, project_currency) if cell.strip() else (None, None)
+        for cell in cells.unique()
+    }
+    pairs = [parsed[cell] for cell in cells]
+    amounts = [amount for amount, _ in pairs]
+    currencies = [currency for _, currency in pairs]
     return (
         pd.Series(amounts, index=cells.index, dtype=object),
         pd.Series(currencies, index=cells.index, dtype=object),

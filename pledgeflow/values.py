@@ -75,8 +75,9 @@ def is_blank(cells: pd.Series) -> pd.Series:
 
 def money_matches(cells: pd.Series) -> pd.Series:
     """True where a cell is blank or a well-formed money value within numeric(12, 2)."""
-    parsed = cells.map(_money_or_none, na_action="ignore")
-    return is_blank(cells) | parsed.notna()
+    # A column repeats a few amounts many times: parse each distinct cell once.
+    valid = {cell: _money_or_none(cell) is not None for cell in cells.dropna().unique()}
+    return is_blank(cells) | cells.map(valid).fillna(False).astype(bool)
 
 
 def _money_or_none(cell: str) -> tuple[Decimal, str | None] | None:

@@ -32,6 +32,21 @@ def use_database(url: str) -> None:
     _engine_for.cache_clear()
 
 
+def use_write_path(path: str) -> None:
+    """Choose how chunks are written (`auto`: COPY-staged on PostgreSQL; `portable`)."""
+    os.environ["PLEDGEFLOW_WRITE_PATH"] = path
+    get_settings.cache_clear()
+
+
+@pytest.fixture(params=["auto", "portable"], ids=["staged", "portable"])
+def write_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test once on each write path; both must keep the same rules and counts."""
+    use_write_path(request.param)
+    yield request.param
+    os.environ.pop("PLEDGEFLOW_WRITE_PATH", None)
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A PostgreSQL database of its own for this test run, migrated to head, dropped after."""

@@ -14,7 +14,7 @@ from pledgeflow.settings import get_settings
 from tests.exports import backers, render
 from tests.helpers import checksums, count, import_path, write_file
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = pytest.mark.usefixtures("prefect_harness", "write_path")
 
 
 def max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:

@@ -14,7 +14,7 @@ from pledgeflow.uploads import read_upload
 from tests.exports import TIERS, Backer, backers, render
 from tests.helpers import checksums, count, import_path, write_file
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = pytest.mark.usefixtures("prefect_harness", "write_path")
 
 VARIANTS = ["2013", "2014", "2017", "2020", "2024", "no-reward"]
 

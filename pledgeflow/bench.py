@@ -1,0 +1,437 @@
+"""`pledgeflow bench`: the import pipeline against two baselines, in one run, on one PostgreSQL.
+
+What one run does, in a database it creates and drops:
+1. writes a synthetic Kickstarter 2020+ export of N rows (`pledgeflow.synthetic`), streaming;
+2. imports it through the full pipeline (`stage_file` + the `process-upload` flow) in a child
+   process, so the peak RSS measured is the import's own, then imports the unchanged file again;
+3. loads the same file with the hand-tuned baseline and the first rows with the naive ORM
+   baseline (`pledgeflow.baselines`), into emptied tables;
+4. reports rows/s, ratios, the re-import speed-up, peak RSS and the share of the flow's wall time
+   spent outside chunk work (Prefect orchestration), and writes them as JSON.
+
+Without `PREFECT_API_URL`, the pipeline talks to a temporary Prefect server started for the run
+on the same PostgreSQL, with the task-run recorder batch settings production should use; with it,
+to that server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from pledgeflow.baselines import load_hand_tuned, load_naive_orm, prepare_target
+from pledgeflow.migrations.runner import alembic_config
+from pledgeflow.synthetic import write_kickstarter_export
+
+SHOP, PROJECT = "bench.example.com", "Benchmark Campaign"
+DATA_TABLES = ("backer", "product", "pledge", "survey", "inventory")
+RECORDER_BATCH = 200  # prefect-notes section 10: 100-200 keeps run history minutes closer
+DEFAULT_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure and where."""
+
+    rows: int
+    chunk_size: int
+    task_concurrency: int
+    pool_size: int
+    naive_rows: int = 10_000
+    server_url: str = DEFAULT_SERVER
+
+
+def _rate(rows: int, seconds: float) -> float:
+    return round(rows / seconds, 1) if seconds > 0 else 0.0
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+@contextmanager
+def _database(server_url: str, name: str) -> Iterator[str]:
+    """A fresh database on the server; yields its URL and drops it afterwards."""
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _migrate(engine: Engine) -> None:
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def _prefect_api(server_url: str, name: str, workdir: Path) -> Iterator[str]:
+    """The Prefect API the pipeline reports to: PREFECT_API_URL if set, else a temporary server
+    on PostgreSQL, started here and stopped (with its database dropped) afterwards."""
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured:
+        yield configured
+        return
+    with _database(server_url, name) as url:
+        port = _free_port()
+        env = {
+            **os.environ,
+            "PREFECT_HOME": str(workdir / "prefect-home"),
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": make_url(url)
+            .set(drivername="postgresql+asyncpg")
+            .render_as_string(hide_password=False),
+            "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": str(RECORDER_BATCH),
+            "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": str(RECORDER_BATCH),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+        }
+        log = (workdir / "prefect-server.log").open("wb")
+        prefect = Path(sys.executable).with_name("prefect")
+        server = subprocess.Popen(  # noqa: S603 - our own interpreter's prefect script
+            [
+                str(prefect),
+                *("server", "start", "--host", "127.0.0.1", "--port", str(port)),
+                *("--no-ui", "--analytics-off"),
+            ],
+            env=env,
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        api = f"http://127.0.0.1:{port}/api"
+        try:
+            _wait_healthy(api, server)
+            yield api
+        finally:
+            server.terminate()
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+            log.close()
+
+
+def _wait_healthy(api: str, server: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the temporary Prefect server exited ({server.returncode})")
+        try:
+            with urllib.request.urlopen(f"{api}/health", timeout=2) as answer:  # noqa: S310
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"the temporary Prefect server did not answer within {timeout:.0f} s")
+
+
+def _table_counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {
+            t: int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one())
+            for t in DATA_TABLES
+        }
+
+
+def _empty(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "TRUNCATE inventory, survey, pledge, product, backer, csv_upload_chunk, "
+                "csv_upload, project RESTART IDENTITY CASCADE"
+            )
+        )
+
+
+def _union_seconds(spans: list[tuple[float, float]]) -> float:
+    """Seconds covered by at least one of the (start, end) spans."""
+    covered, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            covered += end - max(start, reach)
+            reach = end
+    return covered
+
+
+def measure_pipeline(path: Path, chunk_size: int) -> dict[str, Any]:
+    """Import `path` as `pledgeflow import` does and time it; run in the process measured.
+
+    Chunk work is what happens between a chunk's claim and its completion (`started_at`,
+    `completed_at`, written by the chunk function itself); the rest of the flow's wall time is
+    orchestration. That is conservative: the start and aggregate tasks and each chunk's commit
+    count as orchestration too.
+    """
+    from flows.process_upload import process_upload
+    from pledgeflow.database import get_engine
+    from pledgeflow.staging import stage_file
+    from pledgeflow.uploads import read_upload
+
+    started = time.time()
+    upload_id = stage_file(path, shop=SHOP, project=PROJECT, chunk_size=chunk_size)
+    staged = time.time()
+    process_upload(upload_id, return_state=True)
+    finished = time.time()
+    result = read_upload(upload_id)
+    with get_engine().connect() as conn:
+        spans = [
+            (s.timestamp(), e.timestamp())
+            for s, e in conn.execute(
+                text(
+                    "SELECT started_at, completed_at FROM csv_upload_chunk "
+                    "WHERE upload_id = :u AND completed_at IS NOT NULL"
+                ),
+                {"u": upload_id},
+            )
+        ]
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    flow_seconds = finished - staged
+    busy = _union_seconds([(max(s, staged), min(e, finished)) for s, e in spans])
+    return {
+        "upload_id": upload_id,
+        "status": result.status,
+        "imported_rows": result.imported_rows,
+        "rejected_rows": result.rejected_rows,
+        "chunks": result.total_chunks,
+        "seconds": round(finished - started, 3),
+        "stage_seconds": round(staged - started, 3),
+        "flow_seconds": round(flow_seconds, 3),
+        "chunk_work_seconds": round(busy, 3),
+        "chunk_seconds_sum": round(sum(e - s for s, e in spans), 3),
+        "orchestration_share": round(max(flow_seconds - busy, 0.0) / flow_seconds, 4),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        # CPU of the import process (Python: parsing, validation, COPY); the server's is apart.
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+        "tables": (result.stats or {}).get("tables"),
+    }
+
+
+def _pipeline_in_child(
+    config: BenchConfig, database_url: str, api_url: str, path: Path, workdir: Path, label: str
+) -> dict[str, Any]:
+    out = workdir / f"{label}.json"
+    env = {
+        **os.environ,
+        "PLEDGEFLOW_DATABASE_URL": database_url,
+        "PLEDGEFLOW_CHUNK_SIZE": str(config.chunk_size),
+        "PLEDGEFLOW_TASK_CONCURRENCY": str(config.task_concurrency),
+        "PLEDGEFLOW_DB_POOL_SIZE": str(config.pool_size),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
+    }
+    with (workdir / f"{label}.log").open("wb") as log:
+        done = subprocess.run(  # noqa: S603 - our own interpreter and module
+            # -P: the working directory must not shadow the installed package.
+            [
+                sys.executable,
+                "-P",
+                "-m",
+                "pledgeflow.bench",
+                *map(str, (path, config.chunk_size, out)),
+            ],
+            env=env,
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if done.returncode != 0 or not out.exists():
+        tail = (workdir / f"{label}.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"the {label} import failed ({done.returncode}):\n{tail}")
+    measured: dict[str, Any] = json.loads(out.read_text())
+    measured["rows_per_second"] = _rate(config.rows, measured["seconds"])
+    return measured
+
+
+def _all_unchanged(tables: dict[str, dict[str, int]] | None) -> bool:
+    return bool(tables) and all(
+        c["created"] == c["updated"] == c["deleted"] == 0 for c in (tables or {}).values()
+    )
+
+
+def run_bench(config: BenchConfig, workdir: Path | None = None) -> dict[str, Any]:
+    """Run every measurement once and return the figures."""
+    name = f"pledgeflow_bench_{uuid.uuid4().hex[:8]}"
+    own_dir = workdir is None
+    work = Path(tempfile.mkdtemp(prefix="pledgeflow-bench-")) if workdir is None else workdir
+    figures: dict[str, Any] = {
+        "config": asdict(config)
+        | {"server_url": make_url(config.server_url).render_as_string(hide_password=True)},
+        "machine": {"cpus": os.cpu_count(), "load_at_start": _load()},
+        "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    try:
+        path = work / f"kickstarter-{config.rows}.csv"
+        began = time.perf_counter()
+        export = write_kickstarter_export(path, config.rows)
+        figures["file"] = {
+            "rows": export.rows,
+            "bytes": export.size_bytes,
+            "bad_rows": export.bad_rows,
+            "repeated_emails": export.repeated_emails,
+            "generate_seconds": round(time.perf_counter() - began, 2),
+        }
+        with (
+            _database(config.server_url, name) as database_url,
+            _prefect_api(config.server_url, f"{name}_prefect", work) as api_url,
+        ):
+            engine = create_engine(database_url)
+            try:
+                _migrate(engine)
+                with engine.connect() as conn:
+                    figures["machine"]["postgres"] = conn.execute(
+                        text("SHOW server_version")
+                    ).scalar()
+                figures.update(_measure_all(config, engine, database_url, api_url, path, work))
+            finally:
+                engine.dispose()
+        figures["machine"]["load_at_end"] = _load()
+    finally:
+        if own_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    return figures
+
+
+def _measure_all(
+    config: BenchConfig, engine: Engine, database_url: str, api_url: str, path: Path, work: Path
+) -> dict[str, Any]:
+    first = _pipeline_in_child(config, database_url, api_url, path, work, "pipeline-first")
+    first["load"] = _load()
+    first["table_rows"] = _table_counts(engine)
+    again = _pipeline_in_child(config, database_url, api_url, path, work, "pipeline-reimport")
+    again["load"] = _load()
+    again["all_unchanged"] = _all_unchanged(again["tables"])
+
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    _empty(engine)
+    target = prepare_target(engine, SHOP, PROJECT, path.name)
+    hand: dict[str, Any] = {}
+    for label in ("first", "reload"):
+        began = time.perf_counter()
+        written = load_hand_tuned(dsn, path, target)
+        seconds = time.perf_counter() - began
+        hand[label] = {
+            "seconds": round(seconds, 3),
+            "rows_written": written,
+            "rows_per_second": _rate(config.rows, seconds),
+            "load": _load(),
+        }
+        if label == "first":
+            hand[label]["table_rows"] = _table_counts(engine)
+
+    naive: dict[str, Any] = {"rows": min(config.naive_rows, config.rows)}
+    if naive["rows"]:
+        _empty(engine)
+        target = prepare_target(engine, SHOP, PROJECT, path.name)
+        began = time.perf_counter()
+        load_naive_orm(engine, path, target, naive["rows"])
+        seconds = time.perf_counter() - began
+        rate = naive["rows"] / seconds
+        naive |= {
+            "seconds": round(seconds, 3),
+            "rows_per_second": round(rate, 1),
+            "extrapolated_seconds": round(config.rows / rate, 1),
+            "load": _load(),
+        }
+
+    pipeline_rate = first["rows_per_second"]
+    ratios = {
+        "pipeline_vs_hand_tuned": round(pipeline_rate / hand["first"]["rows_per_second"], 3),
+        "reimport_speedup": round(first["seconds"] / again["seconds"], 3),
+        "hand_tuned_reload_speedup": round(hand["first"]["seconds"] / hand["reload"]["seconds"], 3),
+    }
+    if naive.get("rows_per_second"):
+        ratios["pipeline_vs_naive_orm"] = round(pipeline_rate / naive["rows_per_second"], 1)
+    return {
+        "pipeline": {"first": first, "reimport": again},
+        "hand_tuned": hand,
+        "naive_orm": naive,
+        "ratios": ratios,
+        "same_table_rows": first["table_rows"] == hand["first"]["table_rows"],
+    }
+
+
+def report(figures: dict[str, Any]) -> list[str]:
+    """The figures as lines for a terminal."""
+    first, again = figures["pipeline"]["first"], figures["pipeline"]["reimport"]
+    hand, naive, ratios = figures["hand_tuned"], figures["naive_orm"], figures["ratios"]
+    file = figures["file"]
+    lines = [
+        f"{file['rows']:,} rows ({file['bytes'] / 1e6:.1f} MB, {file['bad_rows']} to reject), "
+        f"chunk size {figures['config']['chunk_size']}, "
+        f"{figures['config']['task_concurrency']} chunk tasks at once, "
+        f"PostgreSQL {figures['machine'].get('postgres')}, {figures['machine']['cpus']} CPUs, "
+        f"load {figures['machine']['load_at_start']} -> {figures['machine'].get('load_at_end')}",
+        f"pipeline, first import   {first['rows_per_second']:>10,.0f} rows/s  "
+        f"{first['seconds']:8.1f} s (stage {first['stage_seconds']:.1f} s, flow "
+        f"{first['flow_seconds']:.1f} s, {first['chunks']} chunks)  {first['status']}",
+        f"pipeline, re-import      {again['rows_per_second']:>10,.0f} rows/s  "
+        f"{again['seconds']:8.1f} s  every row unchanged: {again['all_unchanged']}",
+        f"hand-tuned, first load   {hand['first']['rows_per_second']:>10,.0f} rows/s  "
+        f"{hand['first']['seconds']:8.1f} s",
+        f"hand-tuned, reload       {hand['reload']['rows_per_second']:>10,.0f} rows/s  "
+        f"{hand['reload']['seconds']:8.1f} s",
+    ]
+    if naive.get("rows_per_second"):
+        lines.append(
+            f"naive ORM ({naive['rows']:,} rows) {naive['rows_per_second']:>10,.0f} rows/s  "
+            f"{naive['seconds']:8.1f} s  ({naive['extrapolated_seconds']:,.0f} s for all rows)"
+        )
+    lines += [
+        f"pipeline / hand-tuned: {ratios['pipeline_vs_hand_tuned']:.2f}"
+        + (
+            f"   pipeline / naive ORM: {ratios['pipeline_vs_naive_orm']:.0f}x"
+            if "pipeline_vs_naive_orm" in ratios
+            else ""
+        ),
+        f"re-import speed-up: {ratios['reimport_speedup']:.2f}x   "
+        f"(hand-tuned reload: {ratios['hand_tuned_reload_speedup']:.2f}x)",
+        f"import process: peak RSS {first['peak_rss_mb']:.0f} MB first, "
+        f"{again['peak_rss_mb']:.0f} MB re-import; CPU {first['cpu_seconds']:.1f} s first, "
+        f"{again['cpu_seconds']:.1f} s re-import",
+        f"Prefect orchestration: {first['orchestration_share']:.1%} of the flow's wall time "
+        f"({first['flow_seconds'] - first['chunk_work_seconds']:.1f} s of "
+        f"{first['flow_seconds']:.1f} s outside chunk work)",
+        f"same rows per table as the hand-tuned load: {figures['same_table_rows']}",
+    ]
+    return lines
+
+
+def _child(argv: list[str]) -> None:
+    path, chunk_size, out = Path(argv[0]), int(argv[1]), Path(argv[2])
+    out.write_text(json.dumps(measure_pipeline(path, chunk_size)))
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1:])

@@ -1,0 +1,423 @@
+"""PostgreSQL write path: COPY a chunk into temporary tables, then one set-based upsert per table.
+
+Same rules and counts as the portable path in `pledgeflow.upserts` (which SQLite keeps): every
+write is an upsert on the natural key with a no-op guard, backers and pledges obey the position
+rule, surveys and inventory are written for the pledges whose latest row this chunk holds, and a
+held pledge's inventory is replaced. What changes is the cost:
+
+- the canonical rows travel by COPY into `ON COMMIT DELETE ROWS` temporary tables that live as
+  long as the pooled connection, and every table is written by `INSERT … SELECT … ON CONFLICT`
+  statements in dependency order (products, backers, pledges, surveys, inventory), keys sorted so
+  that concurrent chunks take row locks in one order and cannot deadlock;
+- ids are found by index probes (`ON CONFLICT`, `RETURNING`, or a scalar subquery per staged
+  row), never by a join the planner could turn into a scan of a whole table;
+- counts come from the statements themselves (`RETURNING (xmax = 0)`);
+- unchanged rows cost a read, not a write, wherever the rules allow it (see `_positioned`
+  for backers and pledges, whose position must still advance).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import psycopg
+from sqlalchemy import Column, Connection
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError, StatementError
+
+from pledgeflow.transform import ChunkFrames
+from pledgeflow.upserts import SURVEY_COLUMNS, TableCounts, WriteCounts, WriteTarget
+from schemas.tables import BACKER, INVENTORY, PLEDGE, PRODUCT, SURVEY
+
+_DIALECT = postgresql.dialect()
+
+
+@dataclass(frozen=True)
+class _Stage:
+    """A temporary table: columns COPY fills (typed like their targets) plus working columns."""
+
+    name: str
+    copied: tuple[tuple[str, Column[Any]], ...]
+    working: str
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.copied)
+
+    def ddl(self) -> str:
+        typed = [f"{name} {column.type.compile(dialect=_DIALECT)}" for name, column in self.copied]
+        return (
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.name} "
+            f"({', '.join([*typed, self.working])}) ON COMMIT DELETE ROWS"
+        )
+
+
+PLEDGE_COMPARED = (
+    "backer_id",
+    "product_id",
+    "amount",
+    "shipping_amount",
+    "currency",
+    "status",
+    "pledged_at",
+    "platform",
+)
+BACKER_COMPARED = ("name", "phone", "country", "external_id")
+PRODUCT_FILLED = ("external_id", "price", "currency")
+SURVEY_COMPARED = ("backer_id", *SURVEY_COLUMNS)
+
+STAGE_PRODUCT = _Stage(
+    "pf_stage_product",
+    tuple((c, PRODUCT.c[c]) for c in ("name", "kind", *PRODUCT_FILLED)),
+    "id bigint, todo boolean, state char(1)",
+)
+STAGE_BACKER = _Stage(
+    "pf_stage_backer",
+    tuple((c, BACKER.c[c]) for c in ("email", *BACKER_COMPARED, "source_row")),
+    "id bigint, state char(1)",
+)
+# One row per pledge the chunk holds the latest row of, with its survey columns beside it.
+STAGE_PLEDGE = _Stage(
+    "pf_stage_pledge",
+    (
+        ("pledge_id", PLEDGE.c.pledge_id),
+        ("email", BACKER.c.email),
+        ("product_name", PRODUCT.c.name),
+        *((c, PLEDGE.c[c]) for c in ("amount", "shipping_amount", "currency", "status")),
+        ("pledged_at", PLEDGE.c.pledged_at),
+        ("source_row", PLEDGE.c.source_row),
+        *((c, SURVEY.c[c]) for c in SURVEY_COLUMNS),
+    ),
+    "id bigint, backer_id bigint, state char(1), survey_id bigint, survey_same boolean, "
+    "survey_state char(1)",
+)
+STAGE_INVENTORY = _Stage(
+    "pf_stage_inventory",
+    (
+        ("pledge_key", PLEDGE.c.pledge_id),
+        ("product_name", PRODUCT.c.name),
+        ("quantity", INVENTORY.c.quantity),
+    ),
+    "survey_id bigint, product_id bigint, same boolean",
+)
+STAGES = (STAGE_PRODUCT, STAGE_BACKER, STAGE_PLEDGE, STAGE_INVENTORY)
+CREATE_STAGES = ";\n".join(stage.ddl() for stage in STAGES)
+
+
+def _row(prefix: str, columns: Iterable[str]) -> str:
+    return "ROW(" + ", ".join(f"{prefix}{c}" for c in columns) + ")"
+
+
+def _later(position: tuple[str, str]) -> str:
+    return f"{_row('excluded.', position)} > {_row('t.', position)}"
+
+
+# Products: a product needs a write only when it is new or the file fills a blank of it; the
+# others are left unlocked, so chunks sharing the upload's products do not queue on them.
+PRODUCT_PROBE = f"""
+UPDATE {STAGE_PRODUCT.name} s SET (id, todo) = (
+    SELECT p.id, {" OR ".join(f"(p.{c} IS NULL AND s.{c} IS NOT NULL)" for c in PRODUCT_FILLED)}
+    FROM product p WHERE p.project_id = %(project_id)s AND p.name = s.name)
+"""
+PRODUCT_UPSERT = f"""
+WITH w AS (
+    INSERT INTO product AS t (project_id, name, kind, {", ".join(PRODUCT_FILLED)})
+    SELECT %(project_id)s, name, kind, {", ".join(PRODUCT_FILLED)} FROM {STAGE_PRODUCT.name}
+    WHERE id IS NULL OR todo ORDER BY name
+    ON CONFLICT (project_id, name) DO UPDATE
+    SET {", ".join(f"{c} = coalesce(t.{c}, excluded.{c})" for c in PRODUCT_FILLED)}
+    WHERE {" OR ".join(f"(t.{c} IS NULL AND excluded.{c} IS NOT NULL)" for c in PRODUCT_FILLED)}
+    RETURNING t.id, t.name, (t.xmax = 0) AS created
+)
+UPDATE {STAGE_PRODUCT.name} s
+SET id = w.id, state = CASE WHEN w.created THEN 'c' ELSE 'u' END FROM w WHERE s.name = w.name
+"""
+PRODUCT_IDS = f"""
+UPDATE {STAGE_PRODUCT.name} s SET id = (
+    SELECT p.id FROM product p WHERE p.project_id = %(project_id)s AND p.name = s.name)
+WHERE s.state IS NULL
+"""
+
+
+def _positioned(
+    table: str,
+    conflict: str,
+    stage: _Stage,
+    key: str,
+    values: dict[str, str],
+    source: str,
+    *,
+    compared: Sequence[str],
+    position: tuple[str, str],
+    advance: bool,
+) -> str:
+    """One statement of the position rule. With `advance`: insert new keys and move the position
+    of rows from an earlier position whose content is equal (marked `a`, unchanged). Without:
+    rewrite the rows left over (`state IS NULL`) that come from an earlier position and differ
+    (marked `u`). The first statement locks every existing key of the chunk, in key order, so
+    the second sees the rows exactly as the first classified them."""
+    content = list(compared)
+    if advance:
+        assign: Sequence[str] = position
+        guard = f"{_row('t.', content)} IS NOT DISTINCT FROM {_row('excluded.', content)}"
+        source_filter, mark = "", "a"
+    else:
+        assign = (*content, *position)
+        guard = f"{_row('t.', content)} IS DISTINCT FROM {_row('excluded.', content)}"
+        source_filter, mark = "WHERE s.state IS NULL", "u"
+    # A pledge keeps the backer id it was written with; surveys take it from there.
+    backer = ", t.backer_id" if "backer_id" in values else ""
+    keep = ", backer_id = w.backer_id" if backer else ""
+    return f"""
+WITH w AS (
+    INSERT INTO {table} AS t ({", ".join(values)})
+    SELECT {", ".join(values.values())} FROM {source} {source_filter}
+    ORDER BY s.{key}
+    ON CONFLICT ({conflict}) DO UPDATE
+    SET {", ".join(f"{c} = excluded.{c}" for c in assign)}
+    WHERE {_later(position)} AND {guard}
+    RETURNING t.id, t.{key}{backer}, (t.xmax = 0) AS created
+)
+UPDATE {stage.name} s
+SET id = w.id, state = CASE WHEN w.created THEN 'c' ELSE '{mark}' END{keep}
+FROM w WHERE s.{key} = w.{key}
+"""
+
+
+BACKER_VALUES = {
+    "shop": "%(shop)s",
+    **{c: f"s.{c}" for c in ("email", *BACKER_COMPARED)},
+    "source_upload_id": "%(upload_id)s",
+    "source_row": "s.source_row",
+}
+BACKER_STATEMENTS = tuple(
+    _positioned(
+        "backer",
+        "shop, email",
+        STAGE_BACKER,
+        "email",
+        BACKER_VALUES,
+        f"{STAGE_BACKER.name} s",
+        compared=BACKER_COMPARED,
+        position=("source_upload_id", "source_row"),
+        advance=advance,
+    )
+    for advance in (True, False)
+)
+BACKER_IDS = f"""
+UPDATE {STAGE_BACKER.name} s SET id = (
+    SELECT b.id FROM backer b WHERE b.shop = %(shop)s AND b.email = s.email)
+WHERE s.state IS NULL
+"""
+
+PLEDGE_VALUES = {
+    "project_id": "%(project_id)s",
+    "pledge_id": "s.pledge_id",
+    "backer_id": "b.id",
+    "product_id": "p.id",
+    **{c: f"s.{c}" for c in ("amount", "shipping_amount", "currency", "status", "pledged_at")},
+    "platform": "%(platform)s",
+    "upload_id": "%(upload_id)s",
+    "source_row": "s.source_row",
+}
+PLEDGE_STATEMENTS = tuple(
+    _positioned(
+        "pledge",
+        "project_id, pledge_id",
+        STAGE_PLEDGE,
+        "pledge_id",
+        PLEDGE_VALUES,
+        f"{STAGE_PLEDGE.name} s JOIN {STAGE_BACKER.name} b ON b.email = s.email "
+        f"LEFT JOIN {STAGE_PRODUCT.name} p ON p.name = s.product_name",
+        compared=PLEDGE_COMPARED,
+        position=("upload_id", "source_row"),
+        advance=advance,
+    )
+    for advance in (True, False)
+)
+# A pledge this statement did not write is still held when its stored position is this very row.
+PLEDGE_HELD = f"""
+UPDATE {STAGE_PLEDGE.name} s SET (id, backer_id) = (
+    SELECT t.id, t.backer_id FROM pledge t
+    WHERE t.project_id = %(project_id)s AND t.pledge_id = s.pledge_id
+      AND t.upload_id = %(upload_id)s AND t.source_row = s.source_row)
+WHERE s.state IS NULL
+"""
+
+# Surveys of held pledges that existed before this chunk: compare first, so an unchanged survey
+# is read, not locked; a pledge created by this chunk has no survey yet.
+SURVEY_PROBE = f"""
+UPDATE {STAGE_PLEDGE.name} s SET (survey_id, survey_same) = (
+    SELECT v.id, {_row("v.", SURVEY_COMPARED)} IS NOT DISTINCT FROM {_row("s.", SURVEY_COMPARED)}
+    FROM survey v WHERE v.pledge_id = s.id)
+WHERE s.id IS NOT NULL AND s.state IS DISTINCT FROM 'c'
+"""
+SURVEY_UPSERT = f"""
+WITH w AS (
+    INSERT INTO survey AS t (pledge_id, {", ".join(SURVEY_COMPARED)})
+    SELECT s.id, {", ".join(f"s.{c}" for c in SURVEY_COMPARED)} FROM {STAGE_PLEDGE.name} s
+    WHERE s.id IS NOT NULL AND s.survey_same IS NOT TRUE
+    ORDER BY s.id
+    ON CONFLICT (pledge_id) DO UPDATE
+    SET {", ".join(f"{c} = excluded.{c}" for c in SURVEY_COMPARED)}
+    WHERE {_row("t.", SURVEY_COMPARED)} IS DISTINCT FROM {_row("excluded.", SURVEY_COMPARED)}
+    RETURNING t.id, t.pledge_id, (t.xmax = 0) AS created
+)
+UPDATE {STAGE_PLEDGE.name} s
+SET survey_id = w.id, survey_state = CASE WHEN w.created THEN 'c' ELSE 'u' END
+FROM w WHERE s.id = w.pledge_id
+"""
+
+INVENTORY_RESOLVE = f"""
+UPDATE {STAGE_INVENTORY.name} w SET survey_id = s.survey_id, product_id = p.id
+FROM {STAGE_PLEDGE.name} s, {STAGE_PRODUCT.name} p
+WHERE s.pledge_id = w.pledge_key AND s.survey_id IS NOT NULL AND p.name = w.product_name
+"""
+# Surveys that existed before this chunk may carry lines the latest row no longer has.
+_OLD_SURVEYS = (
+    f"ARRAY(SELECT survey_id FROM {STAGE_PLEDGE.name} "
+    "WHERE survey_id IS NOT NULL AND survey_state IS DISTINCT FROM 'c' ORDER BY survey_id)"
+)
+INVENTORY_DELETE = f"""
+DELETE FROM inventory i
+WHERE i.survey_id = ANY({_OLD_SURVEYS})
+  AND NOT EXISTS (
+    SELECT 1 FROM {STAGE_INVENTORY.name} w
+    WHERE w.survey_id = i.survey_id AND w.product_id = i.product_id)
+"""
+INVENTORY_PROBE = f"""
+UPDATE {STAGE_INVENTORY.name} w SET same = (
+    SELECT i.quantity = w.quantity FROM inventory i
+    WHERE i.survey_id = w.survey_id AND i.product_id = w.product_id)
+FROM {STAGE_PLEDGE.name} s
+WHERE s.survey_id = w.survey_id AND s.survey_state IS DISTINCT FROM 'c'
+"""
+INVENTORY_UPSERT = f"""
+WITH w AS (
+    INSERT INTO inventory AS t (survey_id, product_id, quantity)
+    SELECT survey_id, product_id, quantity FROM {STAGE_INVENTORY.name}
+    WHERE survey_id IS NOT NULL AND same IS NOT TRUE
+    ORDER BY survey_id, product_id
+    ON CONFLICT (survey_id, product_id) DO UPDATE SET quantity = excluded.quantity
+    WHERE t.quantity IS DISTINCT FROM excluded.quantity
+    RETURNING (t.xmax = 0) AS created
+)
+SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM w
+"""
+INVENTORY_WANTED = f"SELECT count(*) FROM {STAGE_INVENTORY.name} WHERE survey_id IS NOT NULL"
+
+
+def _states(stage: str, column: str = "state", scope: str = "") -> str:
+    return (
+        f"SELECT count(*) FILTER (WHERE {column} = 'c'), "
+        f"count(*) FILTER (WHERE {column} = 'u'), count(*) {scope} FROM {stage}"
+    )
+
+
+COUNTS = (
+    ("backer", _states(STAGE_BACKER.name)),
+    ("product", _states(STAGE_PRODUCT.name)),
+    ("pledge", _states(STAGE_PLEDGE.name)),
+    ("survey", _states(STAGE_PLEDGE.name, "survey_state", "FILTER (WHERE id IS NOT NULL)")),
+)
+
+
+def _sanitized(exc: psycopg.Error, what: str) -> StatementError:
+    """The error without what the server quotes of the data: a COPY error's CONTEXT names the
+    offending line and value, which may be a backer's email or address."""
+    first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return DBAPIError.instance(
+        what, None, type(exc)(first_line), psycopg.Error, hide_parameters=True
+    )
+
+
+def _copy(cursor: psycopg.Cursor[Any], stage: _Stage, rows: Iterable[Sequence[Any]]) -> None:
+    try:
+        with cursor.copy(f"COPY {stage.name} ({', '.join(stage.columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.Error as exc:
+        raise _sanitized(exc, f"COPY {stage.name}") from None
+
+
+def _values(frame: pd.DataFrame, columns: Sequence[str]) -> Iterable[tuple[Any, ...]]:
+    """Rows of `frame` as tuples COPY can send: missing values become None."""
+    if frame.empty:
+        return []
+    picked = frame[list(columns)].astype(object)
+    return picked.where(picked.notna(), None).itertuples(index=False, name=None)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _pledge_rows(frames: ChunkFrames) -> Iterable[tuple[Any, ...]]:
+    """Pledges with their survey columns; surveys are built one per pledge, on the same rows."""
+    surveys = frames.surveys.drop(columns="pledge_key")
+    joined = frames.pledges.rename(columns={"pledge_key": "pledge_id"}).join(surveys)
+    joined["answers"] = joined["answers"].map(_json)
+    return _values(joined, STAGE_PLEDGE.columns)
+
+
+def write_chunk_staged(conn: Connection, target: WriteTarget, frames: ChunkFrames) -> WriteCounts:
+    """Write all five tables for one chunk through COPY and set-based upserts, inside `conn`'s
+    transaction, with the same rules and counts as `pledgeflow.upserts.write_chunk`."""
+    params = {
+        "shop": target.shop,
+        "project_id": target.project_id,
+        "upload_id": target.upload_id,
+        "platform": target.platform,
+    }
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+
+    def run(sql: str) -> int:
+        return int(conn.exec_driver_sql(sql, params).rowcount)
+
+    # The per-row probes inflate cost estimates past jit_above_cost, and compiling them took
+    # longer (~0.4 s) than running them (~25 ms): these statements never repay JIT.
+    conn.exec_driver_sql("SET LOCAL jit = off")
+    conn.exec_driver_sql(CREATE_STAGES)
+    with raw.cursor() as cursor:
+        _copy(cursor, STAGE_PRODUCT, _values(frames.products, STAGE_PRODUCT.columns))
+        _copy(cursor, STAGE_BACKER, _values(frames.backers, STAGE_BACKER.columns))
+        _copy(cursor, STAGE_PLEDGE, _pledge_rows(frames))
+        _copy(cursor, STAGE_INVENTORY, _values(frames.inventory, STAGE_INVENTORY.columns))
+
+    if len(frames.products):
+        run(PRODUCT_PROBE)
+        if run(PRODUCT_UPSERT) < len(frames.products):
+            run(PRODUCT_IDS)
+    for (first, second), ids, size in (
+        (BACKER_STATEMENTS, BACKER_IDS, len(frames.backers)),
+        (PLEDGE_STATEMENTS, PLEDGE_HELD, len(frames.pledges)),
+    ):
+        handled = run(first) if size else 0
+        if handled < size:
+            handled += run(second)
+        if handled < size:
+            run(ids)
+    inventory = TableCounts()
+    if len(frames.pledges):
+        run(SURVEY_PROBE)
+        run(SURVEY_UPSERT)
+        if len(frames.inventory):
+            run(INVENTORY_RESOLVE)
+        inventory.deleted = run(INVENTORY_DELETE)
+        if len(frames.inventory):
+            run(INVENTORY_PROBE)
+            created, updated = conn.exec_driver_sql(INVENTORY_UPSERT).one()
+            wanted = conn.exec_driver_sql(INVENTORY_WANTED).scalar_one()
+            inventory.created, inventory.updated = created, updated
+            inventory.unchanged = wanted - created - updated
+    counts = WriteCounts()
+    for name, sql in COUNTS:
+        created, updated, total = conn.exec_driver_sql(sql).one()
+        counts.tables[name] = TableCounts(created, updated, total - created - updated)
+    counts.tables["inventory"] = inventory
+    return counts
