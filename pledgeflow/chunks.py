@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -18,6 +20,8 @@ from pledgeflow.settings import get_settings
 from pledgeflow.staged_upserts import write_chunk_staged
 from pledgeflow.transform import ChunkFrames, build_frames
 from pledgeflow.upserts import WriteCounts, WriteTarget, write_chunk
+from schemas.layout import Layout
+from schemas.mappings import ColumnMapping, MappingError
 from schemas.platforms import UnknownLayoutError, UnsupportedPlatformError, resolve_layout
 from schemas.tables import CsvUpload, CsvUploadChunk, Project, UploadStatus
 
@@ -97,8 +101,12 @@ def process_chunk(chunk_id: int) -> ChunkSummary:
         mark_chunk_failed(chunk_id, exc.code, str(exc))
         raise
     except Exception as exc:
-        mark_chunk_failed(chunk_id, *_describe(exc))
-        raise
+        code, message = _describe(exc)
+        mark_chunk_failed(chunk_id, code, message)
+        if is_transient(exc):
+            raise  # Prefect retries it; the original type drives the retry condition
+        # A database error's text carries the whole statement: run history gets the summary.
+        raise ChunkDataError(code, f"chunk {chunk_id}: {message}") from exc
     logger.info(
         "chunk %s (index %s) completed: %s imported, %s rejected in %.2fs",
         chunk_id,
@@ -120,6 +128,21 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     return type(exc).__name__, (str(exc).splitlines() or [""])[0][:400]
 
 
+def chunk_layout(headers: object, platform: str | None, mapping: dict[str, Any] | None) -> Layout:
+    """The layout a chunk's rows are read with: its upload's mapping, else its platform."""
+    if not isinstance(headers, list):
+        raise ChunkDataError("malformed_chunk", "chunk data must be {headers: [...], rows: [...]}")
+    try:
+        column_mapping = ColumnMapping.from_dict(mapping) if mapping else None
+        return resolve_layout(
+            tuple(str(h) for h in headers),
+            None if column_mapping else platform,
+            column_mapping,
+        )
+    except (UnknownLayoutError, UnsupportedPlatformError, MappingError) as exc:
+        raise ChunkDataError(exc.code, str(exc)) from exc
+
+
 def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
     engine = get_engine()
     with engine.connect() as conn:
@@ -132,6 +155,7 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
                 CsvUpload.shop,
                 CsvUpload.project_id,
                 CsvUpload.platform,
+                CsvUpload.mapping,
                 Project.currency,
             )
             .join(CsvUpload, CsvUpload.id == CsvUploadChunk.upload_id)
@@ -142,10 +166,7 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
     headers, rows = data.get("headers"), data.get("rows")
     if not isinstance(headers, list) or not isinstance(rows, list):
         raise ChunkDataError("malformed_chunk", "chunk data must be {headers: [...], rows: [...]}")
-    try:
-        layout = resolve_layout(tuple(str(h) for h in headers), chunk.platform)
-    except (UnknownLayoutError, UnsupportedPlatformError) as exc:
-        raise ChunkDataError(exc.code, str(exc)) from exc
+    layout = chunk_layout(headers, chunk.platform, chunk.mapping)
     frames = build_frames(headers, rows, chunk.first_row, layout, chunk.currency)
     target = WriteTarget(
         shop=chunk.shop,
@@ -168,6 +189,8 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
                     "tables": counts.as_dict(),
                     "by_code": dict(by_code),
                     "seconds": round(time.perf_counter() - started, 4),
+                    # Which process wrote it: ops can tell workers (or Dask processes) apart.
+                    "worker": f"{socket.gethostname()}:{os.getpid()}",
                 },
                 completed_at=now(),
             )
@@ -204,3 +227,30 @@ def mark_chunk_failed(chunk_id: int, code: str, message: str) -> None:
             )
         )
     logger.warning("chunk %s failed: %s", chunk_id, code)
+
+
+def fail_unstarted_chunks(errors: dict[int, str]) -> int:
+    """Mark FAILED each chunk still PENDING whose task failed before claiming it.
+
+    Such a task failed in the orchestration around it (a lost Redis lock or result store),
+    not on its rows; recording it lets the upload end FAILED and a retry pick it up.
+    """
+    marked = 0
+    for chunk_id, message in sorted(errors.items()):
+        with transaction() as conn:
+            marked += conn.execute(
+                update(CsvUploadChunk)
+                .where(
+                    CsvUploadChunk.id == chunk_id,
+                    CsvUploadChunk.status == UploadStatus.PENDING,
+                )
+                .values(
+                    status=UploadStatus.FAILED,
+                    errors={
+                        "rejected": [],
+                        "error": {"code": "task_failed", "message": message[:400]},
+                    },
+                    completed_at=now(),
+                )
+            ).rowcount
+    return marked

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +12,9 @@ import typer
 
 from pledgeflow.failures import UploadNotFoundError
 from pledgeflow.settings import get_settings
+
+# pledgeflow's log lines (ids and counts only) belong in the run logs Prefect keeps.
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "pledgeflow")
 
 app = typer.Typer(help="Import crowdfunding backer exports with Prefect.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
@@ -28,19 +33,36 @@ SUMMARY_FIELDS = (
 )
 
 
-def _print_result(result: Any, as_json: bool) -> None:
+def _print_result(result: Any, as_json: bool, detection: dict[str, Any] | None = None) -> None:
     data = result.model_dump()
     error = (data.get("errors") or {}).get("error")
+    stats = data.get("stats") or {}
+    detection = detection or stats.get("detection")
     if as_json:
         out = {k: data[k] for k in SUMMARY_FIELDS}
+        out["dry_run"] = data["dry_run"]
+        out["detection"] = detection
         out["stats"] = data.get("stats")
         out["by_code"] = (data.get("errors") or {}).get("by_code", {})
         out["error"] = error
         typer.echo(json.dumps(out, default=str))
         return
-    typer.echo(
-        f"upload {data['upload_id']}: {data['status']} ({data['platform'] or 'unknown platform'})"
-    )
+    platform = data["platform"] or "unknown platform"
+    if data["dry_run"]:
+        typer.echo(
+            f"upload {data['upload_id']} (dry run, nothing written): "
+            f"would be {data['status']} ({platform})"
+        )
+    else:
+        typer.echo(f"upload {data['upload_id']}: {data['status']} ({platform})")
+    if detection:
+        typer.echo(
+            f"  detected: {detection['platform']} {detection['variant']} "
+            f"(signature: {detection['signature']}; pledge key: {detection['pledge_key']})"
+        )
+        unmapped = detection.get("unmapped_columns") or []
+        if unmapped:
+            typer.echo(f"  kept in survey.answers ({len(unmapped)}): " + ", ".join(unmapped))
     typer.echo(
         f"  rows: {data['total_rows']} total, {data['imported_rows']} imported, "
         f"{data['rejected_rows']} rejected"
@@ -49,7 +71,6 @@ def _print_result(result: Any, as_json: bool) -> None:
         f"  chunks: {data['total_chunks']} total, {data['completed_chunks']} completed, "
         f"{data['failed_chunks']} failed"
     )
-    stats = data.get("stats") or {}
     for table, counts in (stats.get("tables") or {}).items():
         typer.echo(
             f"  {table}: {counts['created']} created, {counts['updated']} updated, "
@@ -61,17 +82,35 @@ def _print_result(result: Any, as_json: bool) -> None:
     by_code = (data.get("errors") or {}).get("by_code") or {}
     if by_code:
         typer.echo("  rejected by reason: " + ", ".join(f"{k} {v}" for k, v in by_code.items()))
+    currencies = stats.get("currencies") or {}
+    if currencies:
+        typer.echo(
+            "  pledged: "
+            + ", ".join(
+                f"{v['amount']} {c} ({v['pledges']} pledges)" for c, v in currencies.items()
+            )
+        )
+    for note in stats.get("notes") or []:
+        typer.echo(f"  note: {note['code']}: {note['message']}")
     if error:
         typer.echo(f"  error: {error.get('code')}: {error.get('message')}")
+        if error.get("available_headers"):
+            typer.echo("  available headers: " + ", ".join(error["available_headers"]))
 
 
-def _run_upload(upload_id: int, as_json: bool) -> None:
+def _run_upload(upload_id: int, as_json: bool, *, dry_run: bool = False) -> None:
     from flows.process_upload import process_upload
+    from pledgeflow.dry_runs import read_dry_run
     from pledgeflow.uploads import read_upload
 
-    process_upload(upload_id, return_state=True)
-    result = read_upload(upload_id)
-    _print_result(result, as_json)
+    process_upload(upload_id, dry_run=dry_run, return_state=True)
+    upload = read_upload(upload_id)
+    result = (read_dry_run(upload_id) or upload) if dry_run else upload
+    _print_result(result, as_json, (upload.stats or {}).get("detection"))
+    if dry_run and not as_json:
+        typer.echo(
+            f"  rows it would reject: pledgeflow errors {upload_id} --csv rejected.csv",
+        )
     raise typer.Exit(0 if result.status == "COMPLETED" else 1)
 
 
@@ -89,12 +128,23 @@ def import_file(
     currency: Annotated[
         str | None, typer.Option(help="Project currency for bare symbols and plain numbers.")
     ] = None,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(help="JSON or YAML file mapping canonical fields to this file's headers."),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(help="Detect, validate and count what would change; write no data rows."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Stream a file into an upload, run the upload flow and print the outcome."""
+    from pledgeflow.mapping_files import read_mapping_file
     from pledgeflow.staging import StagingError, stage_file
+    from schemas.mappings import MappingError
 
     try:
+        column_mapping = read_mapping_file(mapping) if mapping is not None else None
         upload_id = stage_file(
             path,
             shop=shop,
@@ -102,11 +152,12 @@ def import_file(
             platform=platform,
             chunk_size=chunk_size or get_settings().chunk_size,
             currency=currency.upper() if currency else None,
+            mapping=column_mapping,
         )
-    except StagingError as exc:
+    except (StagingError, MappingError) as exc:
         typer.echo(f"error: {exc.code}: {exc}", err=True)
         raise typer.Exit(2) from exc
-    _run_upload(upload_id, as_json)
+    _run_upload(upload_id, as_json, dry_run=dry_run)
 
 
 @app.command()
@@ -141,12 +192,30 @@ def status(
 
 
 @app.command()
-def errors(upload_id: int) -> None:
+def errors(
+    upload_id: int,
+    csv_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv",
+            help="Write every rejected row (reasons, then its original cells) to this CSV "
+            "file, '-' for standard output.",
+        ),
+    ] = None,
+) -> None:
     """List the rejected rows of an upload, in file order, with their reasons."""
-    from pledgeflow.reports import rejected_rows
+    from pledgeflow.reports import rejected_rows, write_rejected_csv
     from pledgeflow.uploads import read_upload
 
     result = _exists(read_upload, upload_id)
+    if csv_path is not None:
+        if str(csv_path) == "-":
+            written = write_rejected_csv(upload_id, sys.stdout)
+        else:
+            with csv_path.open("w", encoding="utf-8-sig", newline="") as out:
+                written = write_rejected_csv(upload_id, out)
+        typer.echo(f"{written} rejected rows written to {csv_path}", err=True)
+        return
     count = 0
     for entry in rejected_rows(upload_id):
         count += 1
@@ -155,6 +224,24 @@ def errors(upload_id: int) -> None:
     if failure:
         typer.echo(f"upload error: {failure.get('code')}: {failure.get('message')}")
     typer.echo(f"{count} rejected cells in {result.rejected_rows} rejected rows", err=True)
+
+
+@app.command()
+def webhook(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8787,
+) -> None:
+    """Serve the webhook the web app calls once it has stored an upload."""
+    import uvicorn
+
+    from deployments.webhook import create_app
+
+    try:
+        app_ = create_app()
+    except RuntimeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    uvicorn.run(app_, host=host, port=port, log_level="info")
 
 
 @app.command()

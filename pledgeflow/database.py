@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 from typing import Any
 
@@ -27,7 +27,13 @@ def _engine_for(url: str, pool_size: int) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": 120, "check_same_thread": False}
     else:
-        kwargs.update(pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
+        kwargs.update(
+            pool_size=pool_size,
+            max_overflow=2,
+            pool_pre_ping=True,
+            # Lets operators find (and tests terminate) pledgeflow's sessions in pg_stat_activity.
+            connect_args={"application_name": "pledgeflow"},
+        )
     engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)
@@ -75,3 +81,19 @@ def transaction(engine: Engine | None = None) -> Iterator[Connection]:
     else:
         with engine.begin() as conn:
             yield conn
+
+
+@contextmanager
+def rolled_back(engine: Engine | None = None) -> Iterator[Connection]:
+    """Open a connection in one transaction that is always rolled back: statements run and
+    see each other's rows, and none of them persists."""
+    engine = engine or get_engine()
+    with (
+        _SQLITE_WRITE_LOCK if is_sqlite(engine) else nullcontext(),
+        engine.connect() as conn,
+    ):
+        outer = conn.begin()
+        try:
+            yield conn
+        finally:
+            outer.rollback()

@@ -49,6 +49,17 @@ class Settings(BaseSettings):
     result_ttl_seconds: int = Field(
         default=7 * 24 * 3600, ge=60, description="Expiry of task results kept in Redis."
     )
+    max_file_bytes: int = Field(
+        default=1 << 30, ge=1, description="Largest file `import` accepts, in bytes."
+    )
+    max_rows: int = Field(default=5_000_000, ge=1, description="Most data rows in one upload.")
+    max_columns: int = Field(default=1000, ge=1, description="Most columns in a header row.")
+    max_cell_chars: int = Field(default=131_072, ge=16, description="Longest cell, in characters.")
+    dask_address: str | None = Field(
+        default=None,
+        description="Address of an existing Dask cluster to run chunk tasks on (tcp://host:8786);"
+        " unset runs them on a thread pool in the flow's process.",
+    )
     webhook_secret: SecretStr | None = Field(default=None, description="HMAC key of the webhook.")
 
     @property

@@ -12,6 +12,8 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pledgeflow.database import transaction
+from pledgeflow.settings import get_settings
+from schemas.mappings import ColumnMapping, MappingError
 from schemas.platforms import PLATFORMS
 from schemas.tables import PROJECT, CsvUpload, CsvUploadChunk
 
@@ -46,8 +48,17 @@ def ensure_project(conn: Connection, shop: str, name: str, currency: str | None)
     return int(project_id)
 
 
-def _records(path: Path) -> Iterator[list[str]]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
+def _encoding_of(path: Path) -> str:
+    """UTF-16 when the file starts with its byte-order mark, else UTF-8 (BOM or not)."""
+    with path.open("rb") as handle:
+        start = handle.read(2)
+    return "utf-16" if start in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+
+
+def _records(path: Path, max_cell_chars: int) -> Iterator[list[str]]:
+    # The csv module's field limit is process-wide; it bounds memory on an unclosed quote.
+    csv.field_size_limit(max_cell_chars)
+    with path.open(encoding=_encoding_of(path), newline="") as handle:
         for record in csv.reader(handle, strict=True):
             if record:  # a blank line is no record
                 yield record
@@ -61,11 +72,13 @@ def stage_file(
     platform: str | None = None,
     chunk_size: int = 2000,
     currency: str | None = None,
+    mapping: ColumnMapping | None = None,
 ) -> int:
     """Create the project if new, then the upload and its chunks in one transaction.
 
     The file is read as a stream, `chunk_size` records at a time; a file that cannot be read
-    as CSV stores nothing.
+    as CSV stores nothing, and neither does a `mapping` naming a header the file lacks (the
+    error lists the headers it has).
     """
     if platform is not None and platform not in PLATFORMS:
         raise StagingError(
@@ -74,27 +87,67 @@ def stage_file(
         )
     if not path.is_file():
         raise StagingError("file_not_found", f"no such file: {path}")
-    records = _records(path)
+    limits = get_settings()
+    size = path.stat().st_size
+    if size > limits.max_file_bytes:
+        raise StagingError(
+            "limit_exceeded",
+            f"{path.name} is {size} bytes, over the limit of {limits.max_file_bytes} "
+            "(PLEDGEFLOW_MAX_FILE_BYTES)",
+        )
+    records = _records(path, limits.max_cell_chars)
     try:
+        headers = next(records, None)
+        if headers is None:
+            raise StagingError("empty_file", f"{path.name} is empty: no header row")
+        check_header(headers, limits.max_columns)
+        if mapping is not None:
+            try:
+                mapping.check_headers(headers)
+            except MappingError as exc:
+                raise StagingError(exc.code, str(exc)) from exc
         with transaction() as conn:
             project_id = ensure_project(conn, shop, project, currency)
             upload_id = conn.execute(
                 insert(CsvUpload)
-                .values(project_id=project_id, shop=shop, filename=path.name, platform=platform)
+                .values(
+                    project_id=project_id,
+                    shop=shop,
+                    filename=path.name,
+                    platform="custom" if mapping is not None else platform,
+                    mapping=mapping.as_dict() if mapping is not None else None,
+                )
                 .returning(CsvUpload.id)
             ).scalar_one()
-            headers = next(records, None)
-            if headers is None:
-                raise StagingError("empty_file", f"{path.name} is empty: no header row")
             total = _write_chunks(conn, upload_id, headers, records, chunk_size)
     except UnicodeDecodeError as exc:
         raise StagingError(
-            "invalid_encoding", f"{path.name} is not UTF-8 text (byte {exc.start})"
+            "invalid_encoding",
+            f"{path.name} is not UTF-8 or UTF-16 text (undecodable byte at offset {exc.start}); "
+            "a file saved as Latin-1 or Windows-1252 must be re-saved as UTF-8",
         ) from exc
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise StagingError(
+                "limit_exceeded",
+                f"{path.name} has a cell longer than {limits.max_cell_chars} characters "
+                "(PLEDGEFLOW_MAX_CELL_CHARS), or a quote that is never closed",
+            ) from exc
         raise StagingError("malformed_csv", f"{path.name} is not valid CSV: {exc}") from exc
     logger.info("staged upload %s: %s rows", upload_id, total)
     return int(upload_id)
+
+
+def check_header(headers: list[str], max_columns: int) -> None:
+    """Refuse a header row wider than the limit, or one no table can store."""
+    if len(headers) > max_columns:
+        raise StagingError(
+            "limit_exceeded",
+            f"the header has {len(headers)} columns, over the limit of {max_columns} "
+            "(PLEDGEFLOW_MAX_COLUMNS)",
+        )
+    if any("\x00" in h for h in headers):
+        raise StagingError("invalid_character", "the header row holds a NUL character")
 
 
 def _write_chunks(
@@ -126,9 +179,15 @@ def _write_chunks(
             conn.execute(insert(CsvUploadChunk), pending)
             pending.clear()
 
+    max_rows = get_settings().max_rows
     for record in records:
         rows.append(record)
         total += 1
+        if total > max_rows:
+            raise StagingError(
+                "limit_exceeded",
+                f"the file has more than {max_rows} data rows (PLEDGEFLOW_MAX_ROWS)",
+            )
         if len(rows) >= chunk_size:
             close_chunk()
     if rows or index == 0:

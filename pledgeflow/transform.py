@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from pledgeflow.settings import get_settings
 from pledgeflow.values import parse_dates, parse_money
 from schemas.frames import (
     REASON_CODES,
@@ -21,10 +23,12 @@ from schemas.frames import (
     SourceRows,
     SurveyFrame,
 )
-from schemas.platforms import (
+from schemas.layout import (
     CANONICAL_FIELDS,
     DATE_FIELDS,
+    EMAIL,
     MONEY_FIELDS,
+    PLEDGE_KEY,
     SURVEY_TEXT_FIELDS,
     Layout,
 )
@@ -57,6 +61,16 @@ def rejection(row: int, column: str, value: object, code: str) -> dict[str, Any]
     }
 
 
+def _unstorable_cell(cells: list[str], max_chars: int) -> tuple[int, str] | None:
+    """The first cell no column can store (a NUL character, or over the size limit)."""
+    for index, cell in enumerate(cells):
+        if "\x00" in cell:
+            return index, "invalid_character"
+        if len(cell) > max_chars:
+            return index, "cell_too_large"
+    return None
+
+
 def _cell(value: object) -> str:
     return "" if value is None else str(value)
 
@@ -67,8 +81,11 @@ def build_frames(
     first_row: int,
     layout: Layout,
     project_currency: str | None,
+    *,
+    max_cell_chars: int | None = None,
 ) -> ChunkFrames:
     """Map, validate and de-duplicate one chunk; every row ends imported or rejected."""
+    max_cell_chars = max_cell_chars or get_settings().max_cell_chars
     width = len(headers)
     rejected: list[dict[str, Any]] = []
     kept: list[list[str]] = []
@@ -79,9 +96,16 @@ def build_frames(
         if len(cells) < width:
             rejected.append(rejection(row_number, headers[len(cells)], "", "short_record"))
             continue
-        extra = [c for c in cells[width:] if c.strip()]
+        extra = [(i, c) for i, c in enumerate(cells[width:], width + 1) if c.strip()]
         if extra:
-            rejected.append(rejection(row_number, f"field {width + 1}", extra[0], "long_record"))
+            position, value = extra[0]
+            rejected.append(rejection(row_number, f"field {position}", value, "long_record"))
+            continue
+        unfit = _unstorable_cell(cells[:width], max_cell_chars)
+        if unfit is not None:
+            index, code = unfit
+            value = cells[index][:200] if code == "cell_too_large" else cells[index]
+            rejected.append(rejection(row_number, headers[index], value.replace("\x00", ""), code))
             continue
         kept.append(cells[:width])
         kept_rows.append(row_number)
@@ -95,6 +119,8 @@ def build_frames(
         },
         index=raw.index,
     ).astype("str")
+    if layout.key_from_email:
+        source[PLEDGE_KEY] = source[EMAIL]
     rejected += _cell_failures(source, layout)
     quantities = _quantity_cells(raw, layout)
     rejected += _quantity_failures(quantities)
@@ -103,7 +129,10 @@ def build_frames(
     valid = source[~source.index.isin(bad_rows)]
     quantities = quantities[~quantities["row"].isin(bad_rows)]
     rejected.sort(key=lambda r: (r["row"], r["column"]))
-    frames = _canonical_frames(valid, raw.loc[valid.index], quantities, layout, project_currency)
+    named = _named_items(raw.loc[valid.index], layout)
+    frames = _canonical_frames(
+        valid, raw.loc[valid.index], quantities, named, layout, project_currency
+    )
     frames.rejected = rejected
     frames.imported_rows = len(valid)
     frames.rejected_rows = len(bad_rows)
@@ -119,6 +148,8 @@ def _cell_failures(source: pd.DataFrame, layout: Layout) -> list[dict[str, Any]]
         for case in cases.itertuples(index=False):
             if case.check not in REASON_CODES or pd.isna(case.index):
                 raise
+            if layout.key_from_email and case.check == "missing_key":
+                continue  # the key is the email, whose blank cell is `missing_email`
             column = headers_of(layout, str(case.column))
             out.append(rejection(int(case.index), column, case.failure_case, str(case.check)))
         return out
@@ -128,6 +159,33 @@ def _cell_failures(source: pd.DataFrame, layout: Layout) -> list[dict[str, Any]]
 def headers_of(layout: Layout, field_name: str) -> str:
     """The source header a canonical field was read from."""
     return layout.headers[layout.fields[field_name]].replace("\ufeff", "").strip()
+
+
+def _named_items(raw: pd.DataFrame, layout: Layout) -> pd.DataFrame:
+    """One row per non-blank `Item Name` cell: (source row, item name, its SKU or None)."""
+    parts = [
+        pd.DataFrame(
+            {
+                "row": raw.index.astype("int64"),
+                "product": raw[name_at].str.strip().to_numpy(dtype=object),
+                "sku": (
+                    raw[sku_at].str.strip().to_numpy(dtype=object) if sku_at is not None else None
+                ),
+            }
+        )
+        for name_at, sku_at in layout.item_name_groups
+    ]
+    if not parts:
+        return pd.DataFrame(
+            {
+                "row": pd.Series(dtype="int64"),
+                "product": pd.Series(dtype=object),
+                "sku": pd.Series(dtype=object),
+            }
+        )
+    cells = pd.concat(parts, ignore_index=True)
+    cells = cells[cells["product"] != ""]
+    return cells.assign(sku=cells["sku"].where(cells["sku"].fillna("") != "", None))
 
 
 def _quantity_cells(raw: pd.DataFrame, layout: Layout) -> pd.DataFrame:
@@ -197,10 +255,16 @@ def _canonical_frames(
     valid: pd.DataFrame,
     raw: pd.DataFrame,
     quantities: pd.DataFrame,
+    named: pd.DataFrame,
     layout: Layout,
     project_currency: str | None,
 ) -> ChunkFrames:
     text = {name: _blank_to_none(valid[name]) for name in valid.columns}
+    for name, fallback in layout.fallbacks:
+        text[name] = text[name].fillna(text[fallback])
+    if layout.title_separator:
+        title = text["reward_title"].str.split(layout.title_separator, n=1, regex=False).str[0]
+        text["reward_title"] = _blank_to_none(title.fillna(""))
     money = {name: _money_column(valid[name], project_currency) for name in MONEY_FIELDS}
     dates = {name: parse_dates(valid[name]) for name in DATE_FIELDS}
     rows = pd.Series(valid.index, index=valid.index, dtype="int64")
@@ -221,9 +285,9 @@ def _canonical_frames(
     pledge_currency = money["amount"][1].fillna(money["shipping_amount"][1])
     pledges = pd.DataFrame(
         {
-            "pledge_key": valid["pledge_key"].str.strip(),
+            "pledge_key": email if layout.key_from_email else valid["pledge_key"].str.strip(),
             "email": email,
-            "product_name": reward_name,
+            "product_name": reward_name.astype("str"),  # str even when the chunk is empty
             "amount": money["amount"][0],
             "shipping_amount": money["shipping_amount"][0],
             "currency": pledge_currency.fillna(project_currency or pd.NA).astype("str"),
@@ -257,8 +321,8 @@ def _canonical_frames(
         }
     )
 
-    products = _products(reward_products, layout)
-    inventory = _inventory(quantities, pledges)
+    products = _products(reward_products, layout, named)
+    inventory = _inventory(quantities, named, pledges)
     return ChunkFrames(
         backers=BackerFrame.validate(backers),
         products=ProductFrame.validate(products),
@@ -282,7 +346,7 @@ def _rewards(
         dtype=object,
     )
     by_id = ("Reward " + text["reward_id"]).where(text["reward_id"].notna(), None)
-    name = text["reward_title"].fillna(by_id).fillna(by_minimum).astype(object)
+    name = text["reward_title"].fillna(by_id).fillna(by_minimum).astype("str")
     rewards = pd.DataFrame(
         {
             "name": name,
@@ -296,14 +360,29 @@ def _rewards(
     return name, rewards
 
 
-def _products(rewards: pd.DataFrame, layout: Layout) -> pd.DataFrame:
-    extra = [
-        {"name": name, "kind": "addon", "external_id": ext, "price": None, "currency": None}
-        for _, ext, name in layout.addon_columns
-    ] + [
-        {"name": name, "kind": "item", "external_id": None, "price": None, "currency": None}
-        for _, name in layout.item_columns
-    ]
+def _products(rewards: pd.DataFrame, layout: Layout, named: pd.DataFrame) -> pd.DataFrame:
+    # A named item takes the first SKU seen with its name.
+    skus = named.sort_values("row", kind="stable").groupby("product", sort=True)["sku"].first()
+    extra = (
+        [
+            {"name": name, "kind": "addon", "external_id": ext, "price": None, "currency": None}
+            for _, ext, name in layout.addon_columns
+        ]
+        + [
+            {"name": name, "kind": "item", "external_id": None, "price": None, "currency": None}
+            for _, name in layout.item_columns
+        ]
+        + [
+            {
+                "name": name,
+                "kind": "item",
+                "external_id": None if pd.isna(sku) else sku,
+                "price": None,
+                "currency": None,
+            }
+            for name, sku in skus.items()
+        ]
+    )
     products = pd.concat([rewards, pd.DataFrame(extra, columns=rewards.columns)])
     products = products.assign(rank=products["kind"].map(KIND_PRECEDENCE))
     products = products.sort_values(["name", "rank"], kind="stable").drop_duplicates("name")
@@ -312,17 +391,34 @@ def _products(rewards: pd.DataFrame, layout: Layout) -> pd.DataFrame:
     return products.astype({"name": "str", "kind": "str", "external_id": "str", "currency": "str"})
 
 
-def _inventory(quantities: pd.DataFrame, pledges: pd.DataFrame) -> pd.DataFrame:
+def _inventory(
+    quantities: pd.DataFrame, named: pd.DataFrame, pledges: pd.DataFrame
+) -> pd.DataFrame:
     """Quantities above zero of each winning row; an add-on and an item of the same name
-    count the same goods, so the line takes the larger of the two."""
+    count the same goods, so the line takes the larger of the two. Named items (Indiegogo)
+    count one unit per `Item Name` cell, summed where a row names an item twice."""
     keys = pd.Series(pledges["pledge_key"].to_numpy(), index=pledges["source_row"].to_numpy())
     cells = quantities[quantities["row"].isin(keys.index)]
     qty = pd.to_numeric(cells["value"].str.strip().replace("", "0"), errors="raise")
+    named = named[named["row"].isin(keys.index)]
+    units = named.groupby(["row", "product"], sort=False).size()
     lines = pd.DataFrame(
         {
-            "pledge_key": keys.loc[cells["row"]].to_numpy(),
-            "product_name": cells["product"].to_numpy(),
-            "quantity": qty.to_numpy(dtype="int64"),
+            "pledge_key": np.concatenate(
+                [
+                    keys.loc[cells["row"]].to_numpy(dtype=object),
+                    keys.loc[units.index.get_level_values("row")].to_numpy(dtype=object),
+                ]
+            ),
+            "product_name": np.concatenate(
+                [
+                    cells["product"].to_numpy(dtype=object),
+                    units.index.get_level_values("product").to_numpy(dtype=object),
+                ]
+            ),
+            "quantity": np.concatenate(
+                [qty.to_numpy(dtype="int64"), units.to_numpy(dtype="int64")]
+            ),
         }
     )
     owed = lines[lines["quantity"] > 0].groupby(["pledge_key", "product_name"], sort=True)

@@ -130,8 +130,11 @@ def _to_decimal(number: str) -> Decimal:
             if re.fullmatch(r"\d{1,3}(,\d{3})+", digits)
             else digits.replace(",", ".")
         )
-    elif re.fullmatch(r"\d{1,3}(\.\d{3}){2,}", digits):
+    elif re.fullmatch(r"\d{1,3}(\.\d{3})+", digits):
+        # `1.000.000` and `€1.000` group thousands: no money value has three decimals.
         digits = digits.replace(".", "")
+    if "." in digits and len(digits.rsplit(".", 1)[1]) > 2:
+        raise MoneyError(f"more than two decimals: {number!r}")
     try:
         return Decimal(digits).quantize(Decimal("0.01"))
     except InvalidOperation as exc:

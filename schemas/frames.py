@@ -17,14 +17,22 @@ from pledgeflow.values import date_matches, is_blank, money_matches
 REASON_CODES: dict[str, str] = {
     "missing_key": "the pledge key (e.g. Backer Number) is blank",
     "missing_email": "the email is blank",
-    "invalid_email": "the email has no @ or contains spaces",
+    "invalid_email": "the email has no @, contains spaces, or is over 320 characters",
     "invalid_money": "not a number after removing symbols, codes and thousands separators, "
     "names two currencies, or exceeds numeric(12,2)",
     "invalid_date": "not a date in any accepted format",
     "invalid_quantity": "an add-on or item quantity that is not a whole number >= 0",
     "short_record": "the record has fewer fields than the header",
     "long_record": "the record has non-blank fields beyond the last header",
+    "invalid_character": "a cell holds a NUL character, which no text column can store",
+    "cell_too_large": "a cell is longer than PLEDGEFLOW_MAX_CELL_CHARS characters",
 }
+
+# The columns the rejected-row report (`pledgeflow errors --csv`) puts before a row's original
+# cells. A row with several failing cells lists each in `column`, `code` and `message`, in the
+# same order, joined by REPORT_SEPARATOR.
+REPORT_COLUMNS = ("row_number", "column", "code", "message")
+REPORT_SEPARATOR = "; "
 
 
 class SourceRows(pa.DataFrameModel):
@@ -51,7 +59,10 @@ class SourceRows(pa.DataFrameModel):
 
     @pa.check("email", name="invalid_email")
     def _email_shape(cls, cells: Series[str]) -> pd.Series:
-        return is_blank(cells) | cells.str.strip().str.fullmatch(r"[^@\s]+@[^@\s]+")
+        email = cells.str.strip()
+        return is_blank(cells) | (
+            email.str.fullmatch(r"[^@\s]+@[^@\s]+") & (email.str.len() <= 320)
+        )
 
     @pa.check("amount", "shipping_amount", "reward_minimum", name="invalid_money")
     def _money(cls, cells: Series[str]) -> pd.Series:

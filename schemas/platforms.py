@@ -1,7 +1,10 @@
-"""Platform column maps and detection signatures (reference/platform-formats.md).
+"""Platform detection signatures, in precedence order, and Kickstarter's column map.
 
-Detection looks at the header row only. Each platform maps its headers onto the canonical fields
-below; whatever a layout does not map is kept in `survey.answers` under its original header.
+Detection looks at the header row only (platform-formats.md section 6): BackerKit, then
+Indiegogo, then Kickstarter, then Gamefound-style pledge files, whose columns are also found in
+Kickstarter reports and so only count when nothing stronger matches. Each platform maps its
+headers onto the canonical fields of `schemas.layout`; whatever a layout does not map is kept
+in `survey.answers` under its original header.
 """
 
 from __future__ import annotations
@@ -11,43 +14,44 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-# Canonical fields a source column can map to.
-PLEDGE_KEY = "pledge_key"
-EMAIL = "email"
-MONEY_FIELDS = ("amount", "shipping_amount", "reward_minimum")
-DATE_FIELDS = ("pledged_at", "responded_at")
-SURVEY_TEXT_FIELDS = (
-    "shipping_name",
-    "shipping_address_1",
-    "shipping_address_2",
-    "shipping_city",
-    "shipping_state",
-    "shipping_postal_code",
-    "shipping_country_name",
-    "shipping_country_code",
-    "shipping_phone",
-    "delivery_notes",
-)
-TEXT_FIELDS = (
-    PLEDGE_KEY,
+from schemas.backerkit import backerkit_layout
+from schemas.gamefound import gamefound_layout
+from schemas.indiegogo import indiegogo_layout
+from schemas.layout import (
+    CANONICAL_FIELDS,
+    DATE_FIELDS,
     EMAIL,
-    "backer_name",
-    "backer_external_id",
-    "phone",
-    "country",
-    "reward_title",
-    "reward_id",
-    "status",
-    *SURVEY_TEXT_FIELDS,
+    MONEY_FIELDS,
+    PLEDGE_KEY,
+    SURVEY_TEXT_FIELDS,
+    TEXT_FIELDS,
+    Layout,
+    UnknownLayoutError,
+    UnsupportedPlatformError,
+    normalize_header,
 )
-CANONICAL_FIELDS = (*TEXT_FIELDS, *MONEY_FIELDS, *DATE_FIELDS)
+from schemas.mappings import ColumnMapping, mapping_layout
+
+__all__ = [
+    "CANONICAL_FIELDS",
+    "DATE_FIELDS",
+    "EMAIL",
+    "MONEY_FIELDS",
+    "PLATFORMS",
+    "PLEDGE_KEY",
+    "SIGNATURES",
+    "SURVEY_TEXT_FIELDS",
+    "TEXT_FIELDS",
+    "Layout",
+    "Signature",
+    "UnknownLayoutError",
+    "UnsupportedPlatformError",
+    "detect_platform",
+    "normalize_header",
+    "resolve_layout",
+]
 
 ADDON_HEADER = re.compile(r"^\[addon:\s*(\d+)\]\s*(.+)$", re.IGNORECASE)
-
-
-def normalize_header(header: str) -> str:
-    """Strip a BOM, trim, collapse inner whitespace and case-fold a header name."""
-    return " ".join(header.replace("\ufeff", "").split()).casefold()
 
 
 KICKSTARTER_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -105,9 +109,52 @@ class Signature:
     # The headers a file of this platform is expected to have; used to name what an
     # unknown layout lacks relative to its closest platform.
     expected: tuple[str, ...]
+    # Each set needs at least one of its headers present.
+    any_of: tuple[frozenset[str], ...] = ()
+    # Headers that rule the platform out (a damaged Kickstarter report is not Gamefound's).
+    none_of: frozenset[str] = frozenset()
 
+    def matches(self, present: set[str]) -> bool:
+        """Whether a set of normalized headers satisfies this signature."""
+        return (
+            self.all_of <= present
+            and all(options & present for options in self.any_of)
+            and not self.none_of & present
+        )
+
+    def missing(self, present: set[str]) -> list[str]:
+        """The expected headers (as written) that `present` lacks."""
+        return [
+            h
+            for h in self.expected
+            if not ({normalize_header(h)} | HEADER_ALIASES.get(normalize_header(h), set()))
+            & present
+        ]
+
+
+# Alternative spellings that satisfy an expected header.
+HEADER_ALIASES: dict[str, set[str]] = {"e-mail": {"email"}, "pledge id": {"order no."}}
 
 SIGNATURES: tuple[Signature, ...] = (
+    Signature(
+        "backerkit",
+        "funds added in backerkit",
+        frozenset({"funds added in backerkit"}),
+        ("Id", "Email", "Pledge Amount", "Funds Added in BackerKit"),
+    ),
+    Signature(
+        "backerkit",
+        "service guid + pledge status + survey answered at",
+        frozenset({"service guid", "pledge status", "survey answered at"}),
+        ("Id", "Service Guid", "Email", "Pledge Amount", "Pledge Status", "Survey Answered At"),
+    ),
+    Signature(
+        "indiegogo",
+        "perk id + perk + pledge id or order no.",
+        frozenset({"perk id", "perk"}),
+        ("Pledge ID", "Email", "Amount", "Perk ID", "Perk"),
+        any_of=(frozenset({"pledge id", "order no."}),),
+    ),
     Signature(
         "kickstarter",
         "backer uid + pledged status",
@@ -120,87 +167,70 @@ SIGNATURES: tuple[Signature, ...] = (
         frozenset({"backer id", "pledged status", "rewards sent?"}),
         ("Backer Id", "Email", "Pledge Amount", "Pledged Status", "Rewards Sent?"),
     ),
+    Signature(
+        "gamefound",
+        "backer name + e-mail + pledge amount",
+        frozenset({"backer name", "pledge amount"}),
+        ("Backer name", "E-mail", "Pledge amount"),
+        any_of=(frozenset({"e-mail", "email"}),),
+        none_of=frozenset({"backer uid", "backer id", "pledged status"}),
+    ),
 )
-PLATFORMS = ("kickstarter",)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How one header row maps onto canonical fields, products and answers."""
-
-    platform: str
-    variant: str
-    signature: str
-    headers: tuple[str, ...]
-    fields: dict[str, int]
-    addon_columns: tuple[tuple[int, str, str], ...] = ()  # (index, external id, name)
-    item_columns: tuple[tuple[int, str], ...] = ()  # (index, name)
-    answer_columns: tuple[tuple[int, str], ...] = ()  # (index, answers key)
-
-    @property
-    def unmapped_headers(self) -> list[str]:
-        """Headers kept only in survey.answers."""
-        return [key for _, key in self.answer_columns]
-
-
-class UnknownLayoutError(ValueError):
-    """The header row matches no supported platform."""
-
-    code = "unknown_layout"
-
-    def __init__(self, closest_platform: str, missing_headers: list[str]) -> None:
-        self.closest_platform = closest_platform
-        self.missing_headers = missing_headers
-        super().__init__(
-            f"unknown header layout: closest platform is {closest_platform}, "
-            f"which also needs {', '.join(missing_headers)}"
-        )
-
-    def as_error(self) -> dict[str, object]:
-        """The upload-level error object stored in csv_upload.errors."""
-        return {
-            "code": self.code,
-            "message": str(self),
-            "closest_platform": self.closest_platform,
-            "missing_headers": self.missing_headers,
-        }
-
-
-class UnsupportedPlatformError(ValueError):
-    """A caller forced a platform pledgeflow does not know."""
-
-    code = "unsupported_platform"
+PLATFORMS = ("kickstarter", "indiegogo", "backerkit", "gamefound")
+# Which platform an unknown layout is said to be closest to when several miss equally.
+CLOSEST_TIE_ORDER = PLATFORMS
 
 
 def detect_platform(headers: Sequence[str]) -> Signature:
     """Return the first signature (in precedence order) the headers satisfy."""
     present = {normalize_header(h) for h in headers}
     for signature in SIGNATURES:
-        if signature.all_of <= present:
+        if signature.matches(present):
             return signature
     raise _closest_miss(present)
 
 
 def _closest_miss(present: set[str]) -> UnknownLayoutError:
-    def missing(signature: Signature) -> list[str]:
-        return [h for h in signature.expected if normalize_header(h) not in present]
+    candidates = [s for s in SIGNATURES if not s.none_of & present]
+    best = min(
+        candidates,
+        key=lambda s: (
+            len(s.missing(present)) / len(s.expected),
+            CLOSEST_TIE_ORDER.index(s.platform),
+        ),
+    )
+    return UnknownLayoutError(best.platform, best.missing(present))
 
-    best = min(SIGNATURES, key=lambda s: len(missing(s)) / len(s.expected))
-    return UnknownLayoutError(best.platform, missing(best))
+
+LAYOUT_BUILDERS = {
+    "backerkit": backerkit_layout,
+    "indiegogo": indiegogo_layout,
+    "gamefound": gamefound_layout,
+}
 
 
 @lru_cache(maxsize=256)
-def resolve_layout(headers: tuple[str, ...], platform: str | None = None) -> Layout:
-    """Detect (or take the forced) platform and map every column of the header row."""
+def resolve_layout(
+    headers: tuple[str, ...],
+    platform: str | None = None,
+    mapping: ColumnMapping | None = None,
+) -> Layout:
+    """Map every column of the header row: by an explicit mapping when given, else by the
+    forced platform, else by the detected one."""
+    if mapping is not None:
+        return mapping_layout(headers, mapping)
     if platform is None:
         signature = detect_platform(headers)
         platform, signature_name = signature.platform, signature.name
     elif platform not in PLATFORMS:
         raise UnsupportedPlatformError(
             f"unsupported platform {platform!r}; supported: {', '.join(PLATFORMS)}"
+            + (" (a custom layout needs its column mapping)" if platform == "custom" else "")
         )
     else:
         signature_name = "forced by caller"
+    if platform in LAYOUT_BUILDERS:
+        return LAYOUT_BUILDERS[platform](headers, signature_name)
     return _kickstarter_layout(headers, signature_name)
 
 
@@ -210,7 +240,7 @@ def _kickstarter_variant(names: list[str]) -> str:
         variant = "2024+"
     elif {"backing minimum", "bonus support", "fulfillment status"} & present:
         variant = "2020+"
-    elif "reward title" in present:
+    elif {"reward title", "billing country", "billing state/province"} & present:
         variant = "2017-2019"
     elif "backer id" in present:
         variant = "2013"
@@ -240,6 +270,7 @@ def _kickstarter_layout(headers: tuple[str, ...], signature: str) -> Layout:
             addons.append((index, match.group(1), match.group(2).strip()))
         elif (
             items_era
+            and name
             and index < survey_at
             and name not in KICKSTARTER_ANSWER_HEADERS
             and name not in KICKSTARTER_COLUMNS

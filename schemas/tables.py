@@ -112,6 +112,8 @@ class CsvUpload(Base):
     rejected_rows: Mapped[int] = mapped_column(server_default="0")
     stats: Mapped[dict[str, Any] | None]
     errors: Mapped[dict[str, Any] | None]
+    # The explicit column mapping (canonical field -> header) the chunks are read with.
+    mapping: Mapped[dict[str, Any] | None]
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     started_at: Mapped[datetime | None]

@@ -125,3 +125,47 @@ def sqlite_db(tmp_path: Path, pg_url: str) -> Iterator[Engine]:
     upgrade()
     yield get_engine()
     use_database(pg_url)
+
+
+@pytest.fixture
+def slow_pledges(db: Engine) -> Iterator[None]:
+    """Every pledge statement takes 0.4 s, so chunks overlap and faults land mid-chunk."""
+    with db.begin() as conn:
+        conn.execute(
+            text("""
+            CREATE FUNCTION test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_sleep(0.4); RETURN NULL; END $$;
+            CREATE TRIGGER test_slow AFTER INSERT ON pledge
+            FOR EACH STATEMENT EXECUTE FUNCTION test_slow();
+        """)
+        )
+    yield
+    with db.begin() as conn:
+        conn.execute(text("DROP TRIGGER test_slow ON pledge; DROP FUNCTION test_slow();"))
+
+
+@pytest.fixture
+def flaky_pledge(db: Engine) -> Iterator[str]:
+    """Fail, on its chunk's first attempt only, any transaction writing pledge key 'flaky'.
+
+    The fault lives in the database, not in pledgeflow: no code path a user can reach.
+    """
+    with db.begin() as conn:
+        conn.execute(
+            text("""
+            CREATE FUNCTION test_flaky() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF NEW.pledge_id = 'flaky' AND (
+                SELECT attempts FROM csv_upload_chunk
+                WHERE upload_id = NEW.upload_id AND NEW.source_row >= first_row
+                  AND NEW.source_row < first_row + row_count) < 2
+              THEN RAISE EXCEPTION 'injected first-attempt failure'; END IF;
+              RETURN NEW;
+            END $$;
+            CREATE TRIGGER test_flaky BEFORE INSERT OR UPDATE ON pledge
+            FOR EACH ROW EXECUTE FUNCTION test_flaky();
+        """)
+        )
+    yield "flaky"
+    with db.begin() as conn:
+        conn.execute(text("DROP TRIGGER test_flaky ON pledge; DROP FUNCTION test_flaky();"))

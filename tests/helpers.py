@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from pledgeflow.staging import stage_file
 from pledgeflow.uploads import UploadResult, read_upload
+from schemas.mappings import ColumnMapping
 
 # Business content of each table, without surrogate ids or bookkeeping columns, so two
 # imports can be compared row for row.
@@ -69,12 +70,72 @@ def import_path(
     shop: str = "shop.example.com",
     project: str = "Campaign",
     platform: str | None = None,
+    currency: str | None = None,
+    mapping: ColumnMapping | None = None,
 ) -> UploadResult:
     """Stage a file and run the upload flow on it, as `pledgeflow import` does."""
     from flows.process_upload import process_upload
 
     upload_id = stage_file(
-        path, shop=shop, project=project, platform=platform, chunk_size=chunk_size
+        path,
+        shop=shop,
+        project=project,
+        platform=platform,
+        chunk_size=chunk_size,
+        currency=currency,
+        mapping=mapping,
     )
     process_upload(upload_id, return_state=True)
     return read_upload(upload_id)
+
+
+def outcome(engine: Engine, project: str = "Campaign") -> dict[str, Any]:
+    """What a project holds: backers, pledges, products by kind, surveys, inventory lines,
+    units per product, and pledge sums per currency (as text)."""
+    scope = "JOIN project j ON j.id = p.project_id WHERE j.name = :project"
+    with engine.connect() as conn:
+
+        def scalar(sql: str) -> int:
+            return int(conn.execute(text(sql), {"project": project}).scalar_one())
+
+        def pairs(sql: str) -> dict[str, Any]:
+            return {str(k): v for k, v in conn.execute(text(sql), {"project": project}).all()}
+
+        return {
+            "backers": scalar(f"SELECT count(DISTINCT p.backer_id) FROM pledge p {scope}"),
+            "pledges": scalar(f"SELECT count(*) FROM pledge p {scope}"),
+            "products": pairs(f"SELECT kind, count(*) FROM product p {scope} GROUP BY kind"),
+            "surveys": scalar(
+                f"SELECT count(*) FROM survey s JOIN pledge p ON p.id = s.pledge_id {scope}"
+            ),
+            "inventory": scalar(
+                "SELECT count(*) FROM inventory i JOIN survey s ON s.id = i.survey_id "
+                f"JOIN pledge p ON p.id = s.pledge_id {scope}"
+            ),
+            "units": pairs(
+                "SELECT pr.name, sum(i.quantity) FROM inventory i "
+                "JOIN product pr ON pr.id = i.product_id "
+                "JOIN survey s ON s.id = i.survey_id "
+                f"JOIN pledge p ON p.id = s.pledge_id {scope} GROUP BY pr.name"
+            ),
+            "sums": pairs(
+                "SELECT coalesce(p.currency, 'unknown'), CAST(sum(p.amount) AS TEXT) "
+                f"FROM pledge p {scope} GROUP BY p.currency"
+            ),
+        }
+
+
+def rejected(result: UploadResult) -> list[tuple[int, str, str]]:
+    """(row, code, column) of every rejected cell in the upload's sample, in file order."""
+    return [(e["row"], e["code"], e["column"]) for e in (result.errors or {})["sample"]]
+
+
+def run_plain(upload_id: int) -> UploadResult:
+    """Process an upload with the plain functions the flow's tasks wrap (no Prefect)."""
+    from pledgeflow.chunks import process_chunk
+    from pledgeflow.uploads import aggregate_upload, start_upload
+
+    plan = start_upload(upload_id)
+    for chunk_id in plan.chunk_ids:
+        process_chunk(chunk_id)
+    return aggregate_upload(upload_id)

@@ -17,23 +17,6 @@ from tests.helpers import checksums, count, import_path, write_file
 pytestmark = pytest.mark.usefixtures("prefect_harness", "write_path")
 
 
-@pytest.fixture
-def slow_pledge_writes(db: Engine) -> Iterator[None]:
-    """Make every pledge statement take 0.3 s, so overlapping chunks are visible in time."""
-    with db.begin() as conn:
-        conn.execute(
-            text("""
-            CREATE FUNCTION test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$;
-            CREATE TRIGGER test_slow AFTER INSERT ON pledge
-            FOR EACH STATEMENT EXECUTE FUNCTION test_slow();
-        """)
-        )
-    yield
-    with db.begin() as conn:
-        conn.execute(text("DROP TRIGGER test_slow ON pledge; DROP FUNCTION test_slow();"))
-
-
 def max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
     events = sorted(
         [(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda x: (x[0], x[1])
@@ -46,7 +29,7 @@ def max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
 
 
 def test_chunks_run_concurrently_and_match_a_serial_run(
-    db: Engine, tmp_path: Path, slow_pledge_writes: None
+    db: Engine, tmp_path: Path, slow_pledges: None
 ) -> None:
     path = write_file(tmp_path, "many.csv", render("2020", backers(120, repeat_every=7)))
     from flows.process_upload import process_upload

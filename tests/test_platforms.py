@@ -16,6 +16,7 @@ from schemas.platforms import (
     normalize_header,
     resolve_layout,
 )
+from tests import exports_backerkit, exports_gamefound, exports_indiegogo
 from tests.exports import HEADERS, VARIANT_NAMES, backers, render
 
 VARIANTS = ["2013", "2014", "2017", "2020", "2024", "no-reward"]
@@ -44,17 +45,8 @@ def test_normalize_header(raw: str, normalized: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "variant", [v for v in VARIANTS if v != "no-reward"] + [
-        pytest.param(
-            "no-reward",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: the 10-column no-reward file (with Billing State/Province and "
-                "Billing Country, variant C) is named '2014-2017 no-reward', not "
-                "'2017-2019 no-reward'",
-            ),
-        )
-    ],
+    "variant",
+    VARIANTS,
 )
 def test_each_generated_variant_is_detected(variant: str) -> None:
     layout = resolve_layout(header_row(variant, bom=True))
@@ -214,40 +206,56 @@ def test_2020_question_before_survey_is_an_answer_not_an_item() -> None:
 
 
 @pytest.mark.parametrize(
-    ("headers", "missing"),
+    ("headers", "closest", "missing"),
     [
-        ([h for h in HEADERS["2020"] if h != "Backer UID"], ["Backer UID"]),
+        ([h for h in HEADERS["2020"] if h != "Backer UID"], "kickstarter", ["Backer UID"]),
         (
             [h if h != "Pledged Status" else "Pledge Status" for h in HEADERS["2017"]],
+            "kickstarter",
             ["Pledged Status"],
         ),
-        ([h for h in HEADERS["2013"] if h != "Rewards Sent?"], ["Rewards Sent?"]),
         (
-            # An Indiegogo contributions header: only Email is shared.
-            ["Order No.", "Pledge ID", "Name", "Email", "Amount", "Perk ID", "Perk"],
-            ["Backer Number", "Backer UID", "Pledge Amount", "Pledged Status"],
+            [h for h in HEADERS["2013"] if h != "Rewards Sent?"],
+            "kickstarter",
+            ["Rewards Sent?"],
         ),
         (
-            # A BackerKit export: Pledge Status, not Pledged Status.
+            # An Indiegogo contributions header without Perk ID.
+            ["Order No.", "Pledge ID", "Name", "Email", "Amount", "Perk"],
+            "indiegogo",
+            ["Perk ID"],
+        ),
+        (
+            # A BackerKit export without Survey Answered At (Pledge Status, not Pledged Status).
             ["Id", "Service Guid", "Name", "Email", "Pledge Amount", "Pledge Status"],
-            ["Backer Number", "Backer UID", "Pledged Status"],
+            "backerkit",
+            ["Survey Answered At"],
         ),
-        (["Foo", "Bar"], ["Backer Number", "Backer UID", "Email", "Pledge Amount",
-                          "Pledged Status"]),
+        (
+            # A Gamefound import template without the pledge amount.
+            ["Backer number", "Backer name", "E-mail", "Reward title"],
+            "gamefound",
+            ["Pledge amount"],
+        ),
+        (
+            ["Foo", "Bar"],
+            "kickstarter",
+            ["Backer Number", "Backer UID", "Email", "Pledge Amount", "Pledged Status"],
+        ),
     ],
 )
 def test_unknown_layout_names_closest_platform_and_missing_headers(
-    headers: list[str], missing: list[str]
+    headers: list[str], closest: str, missing: list[str]
 ) -> None:
     with pytest.raises(UnknownLayoutError) as info:
         resolve_layout(tuple(headers))
     error = info.value
-    assert error.closest_platform == "kickstarter"
+    assert error.closest_platform == closest
     assert error.missing_headers == missing
     assert error.as_error() == {
         "code": "unknown_layout",
         "message": str(error),
-        "closest_platform": "kickstarter",
+        "closest_platform": closest,
         "missing_headers": missing,
     }
     for header in missing:
@@ -263,7 +271,7 @@ def test_signature_without_key_columns_names_them() -> None:
     assert info.value.missing_headers == ["Backer Number", "Email"]
 
 
-@pytest.mark.parametrize("platform", ["indiegogo", "backerkit", "gamefound", ""])
+@pytest.mark.parametrize("platform", ["crowdox", "pledgebox", "custom", ""])
 def test_forced_unknown_platform_raises(platform: str) -> None:
     with pytest.raises(UnsupportedPlatformError) as info:
         resolve_layout(tuple(HEADERS["2020"]), platform)
@@ -282,12 +290,108 @@ def test_forced_kickstarter_skips_the_signature() -> None:
     assert layout.fields[PLEDGE_KEY] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an empty header name (trailing comma) in the item region of a 2020+ file "
-    "without survey columns becomes an item column named '' (a product with an empty name)",
-)
 def test_empty_trailing_header_is_not_an_item() -> None:
     headers = (*HEADERS["2020"][: HEADERS["2020"].index("Survey Response")], "")
     layout = resolve_layout(headers)
     assert [name for _, name in layout.item_columns] == ["Dice Tower", "Wooden Insert"]
+
+
+BACKERKIT = tuple(exports_backerkit.HEADERS)
+INDIEGOGO = tuple(exports_indiegogo.HEADERS)
+GAMEFOUND = tuple(exports_gamefound.WITH_NUMBER)
+
+
+@pytest.mark.parametrize(
+    ("headers", "platform", "signature"),
+    [
+        (BACKERKIT, "backerkit", "funds added in backerkit"),
+        (
+            tuple(h for h in BACKERKIT if h != "Funds Added in BackerKit"),
+            "backerkit",
+            "service guid + pledge status + survey answered at",
+        ),
+        (INDIEGOGO, "indiegogo", "perk id + perk + pledge id or order no."),
+        (GAMEFOUND, "gamefound", "backer name + e-mail + pledge amount"),
+        # Precedence: every file below also satisfies a later platform's signature.
+        ((*INDIEGOGO, "Funds Added in BackerKit"), "backerkit", "funds added in backerkit"),
+        (
+            (*HEADERS["2020"], "Perk ID", "Perk", "Pledge ID"),
+            "indiegogo",
+            "perk id + perk + pledge id or order no.",
+        ),
+        ((*HEADERS["2020"], *GAMEFOUND), "kickstarter", "backer uid + pledged status"),
+        ((*GAMEFOUND, "Funds Added in BackerKit"), "backerkit", "funds added in backerkit"),
+    ],
+)
+def test_detection_follows_the_precedence_table(
+    headers: tuple[str, ...], platform: str, signature: str
+) -> None:
+    detected = detect_platform(headers)
+    assert (detected.platform, detected.name) == (platform, signature)
+
+
+def test_kickstarter_headers_rule_gamefound_out() -> None:
+    # Kickstarter 2020 without Backer UID holds every Gamefound template column, but its
+    # Pledged Status says it is a damaged Kickstarter report, not a Gamefound file.
+    headers = tuple(h for h in HEADERS["2020"] if h != "Backer UID")
+    with pytest.raises(UnknownLayoutError) as info:
+        detect_platform(headers)
+    assert info.value.closest_platform == "kickstarter"
+
+
+def test_indiegogo_order_number_keys_pledges_without_pledge_id() -> None:
+    headers = tuple(h for h in INDIEGOGO if h != "Pledge ID")
+    layout = resolve_layout(headers)
+    assert layout.fields[PLEDGE_KEY] == headers.index("Order No.")
+    assert "Order No." not in layout.unmapped_headers
+
+
+@pytest.mark.parametrize(
+    ("headers", "detection"),
+    [
+        (
+            tuple(HEADERS["2017"]),
+            {
+                "platform": "kickstarter",
+                "signature": "backer uid + pledged status",
+                "variant": "2017-2019",
+                "pledge_key": "Backer Number",
+                "unmapped_columns": [
+                    "Rewards Sent?",
+                    "Notes",
+                    "Billing State/Province",
+                    "Billing Country",
+                    "What Is Your Region/Continent?",
+                ],
+            },
+        ),
+        (
+            GAMEFOUND,
+            {
+                "platform": "gamefound",
+                "signature": "backer name + e-mail + pledge amount",
+                "variant": "pledge import template",
+                "pledge_key": "Backer number",
+                "unmapped_columns": ["Bonus support"],
+            },
+        ),
+    ],
+)
+def test_detection_report(headers: tuple[str, ...], detection: dict[str, object]) -> None:
+    assert resolve_layout(headers).detection() == detection
+
+
+@pytest.mark.parametrize(
+    ("platform", "missing"),
+    [("indiegogo", ["Pledge ID"]), ("backerkit", ["Id"]), ("gamefound", [])],
+)
+def test_forcing_a_platform_maps_by_its_columns(platform: str, missing: list[str]) -> None:
+    headers = tuple(HEADERS["2020"])
+    if missing:
+        with pytest.raises(UnknownLayoutError) as info:
+            resolve_layout(headers, platform)
+        assert (info.value.closest_platform, info.value.missing_headers) == (platform, missing)
+    else:
+        layout = resolve_layout(headers, platform)
+        assert (layout.platform, layout.signature) == (platform, "forced by caller")
+        assert layout.fields[PLEDGE_KEY] == headers.index("Backer Number")

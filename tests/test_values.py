@@ -176,3 +176,12 @@ def test_parse_dates_empty_series() -> None:
     parsed = parse_dates(pd.Series([], dtype=object))
     assert parsed.empty
     assert str(parsed.dtype) == "datetime64[us, UTC]"
+
+
+@pytest.mark.parametrize(("cell", "thousands"), [("€1.000", "1000"), ("1.234 EUR", "1234")])
+def test_one_dot_group_is_not_silently_rounded(cell: str, thousands: str) -> None:
+    try:
+        amount, currency = parse_money(cell, None)
+    except MoneyError:
+        return  # rejecting the ambiguous cell is acceptable
+    assert (amount, currency) == (Decimal(thousands), "EUR")

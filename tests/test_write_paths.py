@@ -24,7 +24,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
 
 from pledgeflow.chunks import process_chunk, write_frames
 from pledgeflow.staging import stage_file
@@ -354,7 +353,7 @@ def test_postgres_uses_the_path_the_settings_name(restore_write_path: Engine, pa
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_a_database_error_keeps_backer_data_out_of_the_message(
+def test_an_email_too_long_for_its_column_is_a_rejected_row_not_a_failed_chunk(
     restore_write_path: Engine, tmp_path: Path, path: str
 ) -> None:
     rows = backers(3)
@@ -366,18 +365,15 @@ def test_a_database_error_keeps_backer_data_out_of_the_message(
     )
     (chunk_id,) = start_upload(upload_id).chunk_ids
 
-    with pytest.raises(DBAPIError) as raised:
-        process_chunk(chunk_id)
+    summary = process_chunk(chunk_id)
 
-    assert long_email not in str(raised.value)
+    assert (summary.status, summary.imported_rows, summary.rejected_rows) == ("COMPLETED", 2, 1)
     with restore_write_path.connect() as conn:
-        error = conn.execute(
-            text("SELECT errors->'error' FROM csv_upload_chunk WHERE id = :c"), {"c": chunk_id}
+        rejected = conn.execute(
+            text("SELECT errors->'rejected'->0->>'code' FROM csv_upload_chunk WHERE id = :c"),
+            {"c": chunk_id},
         ).scalar_one()
-    assert error == {
-        "code": "database_error",
-        "message": "value too long for type character varying(320) (SQLSTATE 22001)",
-    }
+    assert rejected == "invalid_email"
 
 
 def test_a_chunk_processed_again_still_holds_its_rows(

@@ -1,0 +1,213 @@
+"""Dry runs: what importing an upload would create, update and leave unchanged, writing nothing.
+
+Every chunk is mapped, validated and written in upload order inside one transaction that is
+rolled back at the end. Running the real write path is what makes the prediction exact: a
+product or backer that an early chunk creates is seen by later chunks as it would be in a real
+import, which chunk-by-chunk rollbacks would count as created again. The one exception is a key
+repeated in two chunks: the real import's chunks commit in any order, so its later row counts as
+an update or, committed first, leaves the earlier one unchanged. The price is that the
+transaction holds its row locks until the dry run ends, so a real import of the same project
+running at the same time waits for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
+
+from pledgeflow.chunks import chunk_layout, now
+from pledgeflow.currencies import currency_summary
+from pledgeflow.database import get_engine, rolled_back, transaction
+from pledgeflow.failures import ChunkDataError, UploadNotFoundError, is_transient
+from pledgeflow.transform import build_frames
+from pledgeflow.uploads import SAMPLE_SIZE, UploadResult
+from pledgeflow.upserts import WriteTarget, write_chunk
+from schemas.tables import DATA_TABLES, UPLOAD, CsvUpload, CsvUploadChunk, Project, UploadStatus
+
+logger = logging.getLogger(__name__)
+
+
+def dry_run_upload(upload_id: int, error: dict[str, Any] | None = None) -> UploadResult:
+    """Predict the outcome of importing an upload and record it in `stats["dry_run"]`.
+
+    `error` is the layout error `start_upload` found, if any: the prediction is then a failed
+    upload. The upload's status and counters are left alone; chunks still PENDING get the rows
+    they would reject in `errors`, so the rejected-row report works before the real import.
+    """
+    started = time.perf_counter()
+    engine = get_engine()
+    with engine.connect() as conn:
+        upload = conn.execute(
+            select(
+                UPLOAD.c.id,
+                UPLOAD.c.shop,
+                UPLOAD.c.project_id,
+                UPLOAD.c.platform,
+                UPLOAD.c.mapping,
+                UPLOAD.c.stats,
+                Project.currency,
+            )
+            .join(Project, Project.id == UPLOAD.c.project_id)
+            .where(UPLOAD.c.id == upload_id)
+        ).first()
+        if upload is None:
+            raise UploadNotFoundError(upload_id)
+        chunks = conn.execute(
+            select(
+                CsvUploadChunk.id,
+                CsvUploadChunk.chunk_index,
+                CsvUploadChunk.first_row,
+                CsvUploadChunk.row_count,
+            )
+            .where(CsvUploadChunk.upload_id == upload_id)
+            .order_by(CsvUploadChunk.chunk_index)
+        ).all()
+
+    tables = {t: {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0} for t in DATA_TABLES}
+    by_code: Counter[str] = Counter()
+    sample: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    # Rejections are written to the chunk rows once the data transaction is rolled back;
+    # meanwhile each chunk's list is held as compact JSON text.
+    outcomes: list[tuple[int, str, dict[str, Any]]] = []
+    imported = rejected = 0
+    currency: dict[str, Any] = {"currencies": {}, "notes": []}
+    if error is None:
+        with rolled_back(engine) as conn:
+            for chunk in chunks:
+                data = conn.execute(
+                    select(CsvUploadChunk.data).where(CsvUploadChunk.id == chunk.id)
+                ).scalar()
+                try:
+                    headers, rows = (data or {}).get("headers"), (data or {}).get("rows")
+                    if not isinstance(headers, list) or not isinstance(rows, list):
+                        raise ChunkDataError(
+                            "malformed_chunk", "chunk data must be {headers: [...], rows: [...]}"
+                        )
+                    layout = chunk_layout(headers, upload.platform, upload.mapping)
+                    frames = build_frames(headers, rows, chunk.first_row, layout, upload.currency)
+                    target = WriteTarget(upload.shop, upload.project_id, upload_id, layout.platform)
+                    with conn.begin_nested():
+                        counts = write_chunk(conn, target, frames)
+                except ChunkDataError as exc:
+                    failed.append(
+                        {"chunk_index": chunk.chunk_index, "code": exc.code, "message": str(exc)}
+                    )
+                    continue
+                except DBAPIError as exc:
+                    if is_transient(exc):
+                        raise  # the whole dry run is retried
+                    failed.append(
+                        {
+                            "chunk_index": chunk.chunk_index,
+                            "code": "database_error",
+                            "message": (str(exc.orig).splitlines() or [""])[0][:400],
+                        }
+                    )
+                    continue
+                chunk_codes = Counter(r["code"] for r in frames.rejected)
+                for table, table_counts in counts.as_dict().items():
+                    for key, value in table_counts.items():
+                        tables[table][key] += value
+                by_code.update(chunk_codes)
+                sample += frames.rejected[: SAMPLE_SIZE - len(sample)]
+                imported += frames.imported_rows
+                rejected += frames.rejected_rows
+                outcomes.append(
+                    (
+                        chunk.id,
+                        json.dumps(frames.rejected),
+                        {
+                            "dry_run": True,
+                            "tables": counts.as_dict(),
+                            "by_code": dict(chunk_codes),
+                            "imported_rows": frames.imported_rows,
+                            "rejected_rows": frames.rejected_rows,
+                        },
+                    )
+                )
+            currency = currency_summary(conn, upload_id, upload.project_id)
+
+    if failed:
+        error = {
+            "code": "chunks_failed",
+            "message": f"{len(failed)} of {len(chunks)} chunks would fail",
+            "chunks": failed[:SAMPLE_SIZE],
+        }
+    if error is None and not chunks:
+        error = {"code": "no_data", "message": "the upload has no chunks"}
+    seconds = max(time.perf_counter() - started, 1e-6)
+    total_rows = sum(c.row_count for c in chunks)
+    result = UploadResult(
+        upload_id=upload_id,
+        status=(UploadStatus.FAILED if error else UploadStatus.COMPLETED).value,
+        platform=(upload.stats or {}).get("detection", {}).get("platform", upload.platform),
+        total_rows=total_rows,
+        imported_rows=imported,
+        rejected_rows=rejected,
+        total_chunks=len(chunks),
+        completed_chunks=len(outcomes),
+        failed_chunks=len(failed),
+        stats={
+            "tables": tables,
+            "duration_seconds": round(seconds, 3),
+            "rows_per_second": round(total_rows / seconds, 1),
+            **currency,
+        },
+        errors={"by_code": dict(sorted(by_code.items())), "sample": sample, "error": error},
+        dry_run=True,
+    )
+    _record(upload_id, result, outcomes)
+    logger.info(
+        "upload %s dry run %s: %s rows, %s would import, %s would be rejected, "
+        "%s/%s chunks would fail",
+        upload_id,
+        result.status,
+        result.total_rows,
+        result.imported_rows,
+        result.rejected_rows,
+        result.failed_chunks,
+        result.total_chunks,
+    )
+    return result
+
+
+def _record(
+    upload_id: int, result: UploadResult, outcomes: list[tuple[int, str, dict[str, Any]]]
+) -> None:
+    """Store the prediction on the upload and the would-be rejections on pending chunks."""
+    with transaction() as conn:
+        for chunk_id, rejected, stats in outcomes:
+            conn.execute(
+                update(CsvUploadChunk)
+                .where(
+                    CsvUploadChunk.id == chunk_id,
+                    CsvUploadChunk.status == UploadStatus.PENDING,
+                )
+                .values(errors={"rejected": json.loads(rejected), "error": None}, stats=stats)
+            )
+        current = conn.execute(select(CsvUpload.stats).where(CsvUpload.id == upload_id)).scalar()
+        prediction = result.model_dump(mode="json", exclude={"upload_id", "dry_run"})
+        prediction["at"] = now().isoformat()
+        conn.execute(
+            update(CsvUpload)
+            .where(CsvUpload.id == upload_id)
+            .values(stats={**(current or {}), "dry_run": prediction})
+        )
+
+
+def read_dry_run(upload_id: int) -> UploadResult | None:
+    """The last dry run's prediction for an upload, or None if it never had one."""
+    with get_engine().connect() as conn:
+        stats = conn.execute(select(CsvUpload.stats).where(CsvUpload.id == upload_id)).scalar()
+    prediction = (stats or {}).get("dry_run")
+    if prediction is None:
+        return None
+    fields = {k: v for k, v in prediction.items() if k != "at"}
+    return UploadResult(upload_id=upload_id, dry_run=True, **fields)
