@@ -140,7 +140,8 @@ def test_connections_terminated_mid_chunk_are_retried_to_a_clean_result(
                     text(
                         "SELECT pg_terminate_backend(pid), pid FROM pg_stat_activity "
                         "WHERE application_name = 'pledgeflow' AND state = 'active' "
-                        "AND query LIKE 'INSERT INTO pledge%' AND pid <> pg_backend_pid()"
+                        # On PostgreSQL the pledge write is `WITH w AS (INSERT INTO pledge …)`.
+                        "AND query LIKE '%INSERT INTO pledge%' AND pid <> pg_backend_pid()"
                     )
                 ).all()
                 conn.commit()
