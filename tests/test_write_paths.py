@@ -16,6 +16,7 @@ import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from pledgeflow.chunks import process_chunk, write_frames
+from pledgeflow.staged_upserts import CREATE_STAGES, STAGE_PRODUCT, _copy
 from pledgeflow.staging import stage_file
 from pledgeflow.uploads import aggregate_upload, start_upload
 from tests.conftest import DATA_TABLES, use_write_path
@@ -425,3 +428,21 @@ def test_a_chunk_processed_again_still_holds_its_rows(
     assert (tables["survey"]["updated"], tables["survey"]["unchanged"]) == (1, 5)
     assert (tables["inventory"]["created"], tables["pledge"]["unchanged"]) == (1, 6)
     assert {r[6] for r in staged["survey"]} == {"Springfield", None}
+
+
+def test_a_copy_error_does_not_quote_the_row(restore_write_path: Engine) -> None:
+    """PostgreSQL's CONTEXT for a failed COPY quotes the offending value, here an email; the
+    error the chunk records and Prefect logs keeps the message and SQLSTATE only."""
+    email = "someone@example.com"
+    with restore_write_path.connect() as conn:
+        conn.exec_driver_sql(CREATE_STAGES)
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cursor, pytest.raises(DBAPIError) as raised:
+            # currency is varchar(3)
+            _copy(cursor, STAGE_PRODUCT, [("Deluxe", "reward", "1", Decimal("9.00"), email)])
+        conn.rollback()
+
+    assert email not in str(raised.value)
+    assert "value too long for type character varying(3)" in str(raised.value)
+    assert getattr(raised.value.orig, "sqlstate", None) == "22001"
