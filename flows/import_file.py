@@ -24,7 +24,7 @@ def import_file(
     platform: Annotated[
         str | None, Field(description="Force a platform instead of detecting it.")
     ] = None,
-    chunk_size: Annotated[int, Field(ge=1, le=100_000, description="Rows per chunk.")] = 2000,
+    chunk_size: Annotated[int, Field(ge=1, le=100_000, description="Rows per chunk.")] = 10_000,
     currency: Annotated[
         str | None,
         Field(pattern="^[A-Z]{3}$", description="Project currency for bare symbols/numbers."),

@@ -70,7 +70,7 @@ def stage_file(
     shop: str,
     project: str,
     platform: str | None = None,
-    chunk_size: int = 2000,
+    chunk_size: int = 10_000,
     currency: str | None = None,
     mapping: ColumnMapping | None = None,
 ) -> int:
