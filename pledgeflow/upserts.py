@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Connection, Table, and_, literal_column, o
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pledgeflow.transform import ChunkFrames
+from schemas.layout import SURVEY_TEXT_FIELDS
 from schemas.tables import BACKER, INVENTORY, PLEDGE, PRODUCT, SURVEY
 
 BATCH_ROWS = 1000  # keeps every statement under SQLite's 32,766 bound parameters
@@ -338,20 +339,8 @@ def upsert_pledges(
     return held, counts
 
 
-SURVEY_COLUMNS = (
-    "responded_at",
-    "shipping_name",
-    "shipping_address_1",
-    "shipping_address_2",
-    "shipping_city",
-    "shipping_state",
-    "shipping_postal_code",
-    "shipping_country_name",
-    "shipping_country_code",
-    "shipping_phone",
-    "delivery_notes",
-    "answers",
-)
+# The survey columns a chunk writes, named once in schemas/layout.py.
+SURVEY_COLUMNS = ("responded_at", *SURVEY_TEXT_FIELDS, "answers")
 
 
 def upsert_surveys(
