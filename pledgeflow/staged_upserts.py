@@ -18,17 +18,18 @@ held pledge's inventory is replaced. What changes is the cost:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psycopg
 from sqlalchemy import Column, Connection
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, StatementError
 
+from pledgeflow.database import dumps_json
 from pledgeflow.transform import ChunkFrames
 from pledgeflow.upserts import SURVEY_COLUMNS, TableCounts, WriteCounts, WriteTarget
 from schemas.tables import BACKER, INVENTORY, PLEDGE, PRODUCT, SURVEY
@@ -345,22 +346,33 @@ def _copy(cursor: psycopg.Cursor[Any], stage: _Stage, rows: Iterable[Sequence[An
 
 
 def _values(frame: pd.DataFrame, columns: Sequence[str]) -> Iterable[tuple[Any, ...]]:
-    """Rows of `frame` as tuples COPY can send: missing values become None."""
+    """Rows of `frame` as tuples COPY can send: missing values become None.
+
+    Built column by column (a missing-value mask and one `tolist` each) and zipped into rows,
+    which costs a fraction of converting the frame to objects and iterating its rows."""
     if frame.empty:
         return []
-    picked = frame[list(columns)].astype(object)
-    return picked.where(picked.notna(), None).itertuples(index=False, name=None)
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
+    lists = []
+    for name in columns:
+        column = frame[name]
+        if isinstance(column.dtype, pd.DatetimeTZDtype):
+            # ISO text in C (`…T05:38:00.000000Z`), instead of one Timestamp object per cell.
+            utc = column.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]")
+            values = np.datetime_as_string(utc, unit="us", timezone="UTC").astype(object)
+        else:
+            values = column.to_numpy(dtype=object, copy=True)
+        missing = column.isna().to_numpy()
+        if missing.any():
+            values[missing] = None
+        lists.append(values.tolist())
+    return zip(*lists, strict=True)
 
 
 def _pledge_rows(frames: ChunkFrames) -> Iterable[tuple[Any, ...]]:
     """Pledges with their survey columns; surveys are built one per pledge, on the same rows."""
     surveys = frames.surveys.drop(columns="pledge_key")
     joined = frames.pledges.rename(columns={"pledge_key": "pledge_id"}).join(surveys)
-    joined["answers"] = joined["answers"].map(_json)
+    joined["answers"] = [None if a is None else dumps_json(a) for a in joined["answers"]]
     return _values(joined, STAGE_PLEDGE.columns)
 
 

@@ -61,18 +61,14 @@ def rejection(row: int, column: str, value: object, code: str) -> dict[str, Any]
     }
 
 
-def _unstorable_cell(cells: list[str], max_chars: int) -> tuple[int, str] | None:
+def _unstorable_cell(cells: Sequence[str], max_chars: int) -> tuple[int, str]:
     """The first cell no column can store (a NUL character, or over the size limit)."""
     for index, cell in enumerate(cells):
         if "\x00" in cell:
             return index, "invalid_character"
         if len(cell) > max_chars:
             return index, "cell_too_large"
-    return None
-
-
-def _cell(value: object) -> str:
-    return "" if value is None else str(value)
+    raise ValueError("no unstorable cell in this row")
 
 
 def build_frames(
@@ -88,26 +84,34 @@ def build_frames(
     max_cell_chars = max_cell_chars or get_settings().max_cell_chars
     width = len(headers)
     rejected: list[dict[str, Any]] = []
-    kept: list[list[str]] = []
+    kept: list[Sequence[str]] = []
     kept_rows: list[int] = []
     for offset, record in enumerate(rows):
         row_number = first_row + offset
-        cells = [_cell(v) for v in record]
+        cells: Sequence[str]
+        try:
+            joined = "".join(record)  # type: ignore[arg-type]  # TypeError if any is not text
+            cells = record  # type: ignore[assignment]  # all text, as joined just showed
+        except TypeError:  # a web app's JSON may hold numbers or nulls
+            cells = ["" if cell is None else str(cell) for cell in record]
+            joined = "".join(cells)
         if len(cells) < width:
             rejected.append(rejection(row_number, headers[len(cells)], "", "short_record"))
             continue
-        extra = [(i, c) for i, c in enumerate(cells[width:], width + 1) if c.strip()]
-        if extra:
-            position, value = extra[0]
-            rejected.append(rejection(row_number, f"field {position}", value, "long_record"))
-            continue
-        unfit = _unstorable_cell(cells[:width], max_cell_chars)
-        if unfit is not None:
-            index, code = unfit
+        if len(cells) > width:
+            extra = [(i, c) for i, c in enumerate(cells[width:], width + 1) if c.strip()]
+            if extra:
+                position, value = extra[0]
+                rejected.append(rejection(row_number, f"field {position}", value, "long_record"))
+                continue
+            cells = cells[:width]
+        # One pass in C over the whole row first; the cell-by-cell search only for a bad row.
+        if "\x00" in joined or max(map(len, cells), default=0) > max_cell_chars:
+            index, code = _unstorable_cell(cells, max_cell_chars)
             value = cells[index][:200] if code == "cell_too_large" else cells[index]
             rejected.append(rejection(row_number, headers[index], value.replace("\x00", ""), code))
             continue
-        kept.append(cells[:width])
+        kept.append(cells)
         kept_rows.append(row_number)
 
     raw = pd.DataFrame(kept, index=pd.Index(kept_rows, dtype="int64"), columns=range(width))
@@ -242,7 +246,7 @@ def _money_column(cells: pd.Series, project_currency: str | None) -> tuple[pd.Se
         cell: parse_money(cell, project_currency) if cell.strip() else (None, None)
         for cell in cells.unique()
     }
-    pairs = [parsed[cell] for cell in cells]
+    pairs = [parsed[cell] for cell in cells.to_numpy(dtype=object)]
     amounts = [amount for amount, _ in pairs]
     currencies = [currency for _, currency in pairs]
     return (
@@ -298,20 +302,12 @@ def _canonical_frames(
     ).drop_duplicates("pledge_key", keep="last")
 
     winners = pledges["source_row"]
-    answers = (
-        [
-            {
-                key: cell.strip()
-                for (index, key), cell in zip(layout.answer_columns, values, strict=True)
-                if cell.strip()
-            }
-            for values in raw.loc[winners, [i for i, _ in layout.answer_columns]].itertuples(
-                index=False
-            )
-        ]
-        if layout.answer_columns
-        else [{} for _ in range(len(winners))]
-    )
+    answer_keys = [key for _, key in layout.answer_columns]
+    answer_cells = raw.loc[winners, [i for i, _ in layout.answer_columns]].to_numpy(dtype=object)
+    answers = [
+        {key: v for key, cell in zip(answer_keys, cells, strict=True) if (v := cell.strip())}
+        for cells in answer_cells
+    ]
     surveys = pd.DataFrame(
         {
             "pledge_key": pledges["pledge_key"],
@@ -399,7 +395,9 @@ def _inventory(
     count one unit per `Item Name` cell, summed where a row names an item twice."""
     keys = pd.Series(pledges["pledge_key"].to_numpy(), index=pledges["source_row"].to_numpy())
     cells = quantities[quantities["row"].isin(keys.index)]
-    qty = pd.to_numeric(cells["value"].str.strip().replace("", "0"), errors="raise")
+    # A quantity column holds a handful of distinct cells: convert each once.
+    values = cells["value"]
+    qty = values.map({cell: int(cell.strip() or "0") for cell in values.unique()})
     named = named[named["row"].isin(keys.index)]
     units = named.groupby(["row", "product"], sort=False).size()
     lines = pd.DataFrame(

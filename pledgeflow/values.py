@@ -73,6 +73,19 @@ def is_blank(cells: pd.Series) -> pd.Series:
     return cells.isna() | (cells.astype("str").str.strip() == "")
 
 
+WHOLE_NUMBER = re.compile(r"\d{1,9}")
+
+
+def whole_numbers(cells: pd.Series) -> pd.Series:
+    """True where a cell is blank or a whole number of at most nine digits (a quantity)."""
+    # Quantity columns repeat a handful of cells ("", "0", "1", ...): test each once.
+    valid = {
+        cell: not cell.strip() or WHOLE_NUMBER.fullmatch(cell.strip()) is not None
+        for cell in cells.dropna().unique()
+    }
+    return cells.map(valid).fillna(True).astype(bool)
+
+
 def money_matches(cells: pd.Series) -> pd.Series:
     """True where a cell is blank or a well-formed money value within numeric(12, 2)."""
     # A column repeats a few amounts many times: parse each distinct cell once.
@@ -145,12 +158,15 @@ def parse_dates(cells: pd.Series) -> pd.Series:
     """Parse date cells to UTC timestamps; blanks and unparseable cells become NaT."""
     result = pd.Series(pd.NaT, index=cells.index, dtype="datetime64[us, UTC]")
     remaining = cells[~is_blank(cells)].astype("str").str.strip()
+    # A cell without a digit is no date in any format: spare it the dozen attempts below.
+    remaining = remaining[remaining.str.contains(r"\d", regex=True)]
     for fmt in DATE_FORMATS:
         if remaining.empty:
             break
         parsed = pd.to_datetime(remaining, format=fmt, errors="coerce", utc=True)
         hit = parsed.notna()
-        result.loc[parsed.index[hit]] = parsed[hit]
+        # Aligned on the index: one vectorized fill, not a lookup per parsed label.
+        result = result.fillna(parsed[hit].astype(result.dtype))
         remaining = remaining[~hit]
     return result
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from pledgeflow.values import date_matches, is_blank, money_matches
+from pledgeflow.values import date_matches, is_blank, money_matches, whole_numbers
 
 # Reason codes of rejected rows (csv_upload_chunk.errors["rejected"][*]["code"]).
 REASON_CODES: dict[str, str] = {
@@ -82,7 +82,7 @@ class QuantityCells(pa.DataFrameModel):
 
     @pa.check("value", name="invalid_quantity")
     def _whole_number(cls, cells: Series[str]) -> pd.Series:
-        return is_blank(cells) | cells.str.strip().str.fullmatch(r"\d{1,9}")
+        return whole_numbers(cells)
 
 
 class BackerFrame(pa.DataFrameModel):
