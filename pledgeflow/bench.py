@@ -39,6 +39,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from pledgeflow.baselines import load_hand_tuned, load_naive_orm, prepare_target
+from pledgeflow.bench_workers import measure_workers
 from pledgeflow.migrations.runner import alembic_config
 from pledgeflow.synthetic import write_kickstarter_export
 
@@ -58,6 +59,7 @@ class BenchConfig:
     pool_size: int
     naive_rows: int = 10_000
     server_url: str = DEFAULT_SERVER
+    workers_rows: int = 0
 
 
 def _rate(rows: int, seconds: float) -> float:
@@ -96,11 +98,14 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _prefect_api(server_url: str, name: str, workdir: Path) -> Iterator[str]:
-    """The Prefect API the pipeline reports to: PREFECT_API_URL if set, else a temporary server
-    on PostgreSQL, started here and stopped (with its database dropped) afterwards."""
+def _prefect_api(
+    server_url: str, name: str, workdir: Path, *, reuse_configured: bool = True
+) -> Iterator[str]:
+    """The Prefect API the pipeline reports to: PREFECT_API_URL if set (and `reuse_configured`),
+    else a temporary server on PostgreSQL, started here and stopped (with its database dropped)
+    afterwards."""
     configured = os.environ.get("PREFECT_API_URL")
-    if configured:
+    if configured and reuse_configured:
         yield configured
         return
     with _database(server_url, name) as url:
@@ -237,11 +242,9 @@ def measure_pipeline(path: Path, chunk_size: int) -> dict[str, Any]:
     }
 
 
-def _pipeline_in_child(
-    config: BenchConfig, database_url: str, api_url: str, path: Path, workdir: Path, label: str
-) -> dict[str, Any]:
-    out = workdir / f"{label}.json"
-    env = {
+def _child_env(config: BenchConfig, database_url: str, api_url: str) -> dict[str, str]:
+    """The environment of a process importing into the bench database."""
+    return {
         **os.environ,
         "PLEDGEFLOW_DATABASE_URL": database_url,
         "PLEDGEFLOW_CHUNK_SIZE": str(config.chunk_size),
@@ -250,6 +253,13 @@ def _pipeline_in_child(
         "PREFECT_API_URL": api_url,
         "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
     }
+
+
+def _pipeline_in_child(
+    config: BenchConfig, database_url: str, api_url: str, path: Path, workdir: Path, label: str
+) -> dict[str, Any]:
+    out = workdir / f"{label}.json"
+    env = _child_env(config, database_url, api_url)
     with (workdir / f"{label}.log").open("wb") as log:
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
             # -P: the working directory must not shadow the installed package.
@@ -316,11 +326,38 @@ def run_bench(config: BenchConfig, workdir: Path | None = None) -> dict[str, Any
                 figures.update(_measure_all(config, engine, database_url, api_url, path, work))
             finally:
                 engine.dispose()
+        if config.workers_rows:
+            figures["workers"] = _measure_workers(config, name, work)
         figures["machine"]["load_at_end"] = _load()
     finally:
         if own_dir:
             shutil.rmtree(work, ignore_errors=True)
     return figures
+
+
+def _measure_workers(config: BenchConfig, name: str, work: Path) -> dict[str, Any]:
+    """Two uploads through one worker, then two workers, on a temporary Prefect server of its
+    own (deploying there never touches a configured server's deployments)."""
+    with (
+        _database(config.server_url, f"{name}_workers") as database_url,
+        _prefect_api(
+            config.server_url, f"{name}_workers_prefect", work, reuse_configured=False
+        ) as api_url,
+    ):
+        engine = create_engine(database_url)
+        try:
+            _migrate(engine)
+            return measure_workers(
+                config.workers_rows,
+                config.chunk_size,
+                _child_env(config, database_url, api_url),
+                engine,
+                api_url,
+                work,
+                _empty,
+            )
+        finally:
+            engine.dispose()
 
 
 def _measure_all(
@@ -425,6 +462,14 @@ def report(figures: dict[str, Any]) -> list[str]:
         f"{first['flow_seconds']:.1f} s outside chunk work)",
         f"same rows per table as the hand-tuned load: {figures['same_table_rows']}",
     ]
+    workers = figures.get("workers")
+    if workers:
+        one, two = workers["one_worker"], workers["two_workers"]
+        lines.append(
+            f"two {workers['rows_per_upload']:,}-row uploads: one worker {one['seconds']:.1f} s, "
+            f"two workers at once {two['seconds']:.1f} s (speed-up {workers['speedup']:.2f}x); "
+            f"same tables: {workers['same_tables']}, all completed: {workers['all_completed']}"
+        )
     return lines
 
 

@@ -260,6 +260,14 @@ def bench(
     naive_rows: Annotated[
         int, typer.Option(min=0, help="Rows the naive ORM baseline loads (0 skips it).")
     ] = 10_000,
+    workers_rows: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Rows of each of the two uploads that one Prefect worker, then two at once, "
+            "process (0 skips it).",
+        ),
+    ] = 100_000,
     server: Annotated[
         str | None,
         typer.Option(
@@ -290,6 +298,7 @@ def bench(
         pool_size=settings.db_pool_size or tasks + 2,
         naive_rows=naive_rows,
         server_url=server,
+        workers_rows=workers_rows,
     )
     figures = run_bench(config)
     for line in report(figures):

@@ -109,13 +109,14 @@ def test_bench_command_measures_every_path_and_leaves_no_database(tmp_path: Path
     done = subprocess.run(
         [
             *(sys.executable, "-P", "-m", "pledgeflow", "bench", "--rows", "600"),
-            *("--chunk-size", "250", "--naive-rows", "50", "--server", server, "--json", str(out)),
+            *("--chunk-size", "250", "--naive-rows", "50", "--workers-rows", "200"),
+            *("--server", server, "--json", str(out)),
         ],
         env=env,
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=400,
         check=False,
     )
 
@@ -135,5 +136,13 @@ def test_bench_command_measures_every_path_and_leaves_no_database(tmp_path: Path
         "reimport_speedup",
         "hand_tuned_reload_speedup",
     }
+    workers = figures["workers"]
+    assert workers["all_completed"] is True
+    assert workers["same_tables"] is True
+    # Both uploads landed: each file's pledges, in two shops, under one worker and under two.
+    pledges, _ = workers["one_worker"]["tables"]["pledge"]
+    assert 2 * 190 <= pledges <= 2 * 200
+    assert workers["speedup"] > 0
     assert "rows/s" in done.stdout
+    assert "two workers at once" in done.stdout
     assert _bench_databases() == before
