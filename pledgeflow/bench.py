@@ -39,7 +39,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from pledgeflow.baselines import load_hand_tuned, load_naive_orm, prepare_target
-from pledgeflow.bench_workers import measure_workers
+from pledgeflow.bench_workers import measure_workers, stop_process
 from pledgeflow.migrations.runner import alembic_config
 from pledgeflow.synthetic import write_kickstarter_export
 
@@ -139,12 +139,7 @@ def _prefect_api(
             _wait_healthy(api, server)
             yield api
         finally:
-            server.terminate()
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop_process(server)
             log.close()
 
 

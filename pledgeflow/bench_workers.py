@@ -113,12 +113,13 @@ def _workers(count: int, env: dict[str, str], api: str, logs: Path) -> Iterator[
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-            stack.callback(_stop, worker)
+            stack.callback(stop_process, worker)
         _wait_for(lambda: _online_workers(api) >= count, 90, f"{count} workers to come online")
         yield
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a child process, killing it if it has not exited within 30 s."""
     if process.poll() is None:
         process.terminate()
         try:
