@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -284,12 +285,10 @@ def test_reimport_replaces_inventory_so_dropped_addons_disappear(
     assert (second.stats or {})["tables"]["inventory"]["deleted"] == 1
 
 
-def test_upload_written_by_the_web_app_is_processed_by_id_alone(db: Engine) -> None:
-    rows = backers(5)
-    text_rows = render("2017", rows).decode().splitlines()
-    import csv
-
-    parsed = list(csv.reader(text_rows))
+def _web_app_upload(
+    db: Engine, headers: list[str], chunks: Sequence[Sequence[Sequence[object]]]
+) -> int:
+    """An upload stored as the web app stores one: plain SQL, chunk rows as JSON."""
     with db.begin() as conn:
         project_id = conn.execute(
             text("INSERT INTO project (shop, name) VALUES ('web.example.com', 'Web') RETURNING id")
@@ -301,8 +300,8 @@ def test_upload_written_by_the_web_app_is_processed_by_id_alone(db: Engine) -> N
             ),
             {"p": project_id},
         ).scalar_one()
-        for index, start in enumerate(range(1, 6, 3)):
-            chunk_rows = parsed[start : start + 3]
+        first_row = 1
+        for index, chunk_rows in enumerate(chunks):
             conn.execute(
                 text(
                     "INSERT INTO csv_upload_chunk "
@@ -312,11 +311,24 @@ def test_upload_written_by_the_web_app_is_processed_by_id_alone(db: Engine) -> N
                 {
                     "u": upload_id,
                     "i": index,
-                    "f": start,
+                    "f": first_row,
                     "n": len(chunk_rows),
-                    "d": json.dumps({"headers": parsed[0], "rows": chunk_rows}),
+                    "d": json.dumps({"headers": headers, "rows": chunk_rows}),
                 },
             )
+            first_row += len(chunk_rows)
+    return int(upload_id)
+
+
+def _parsed(rows: int) -> list[list[str]]:
+    import csv
+
+    return list(csv.reader(render("2017", backers(rows)).decode().splitlines()))
+
+
+def test_upload_written_by_the_web_app_is_processed_by_id_alone(db: Engine) -> None:
+    parsed = _parsed(5)
+    upload_id = _web_app_upload(db, parsed[0], [parsed[1:4], parsed[4:6]])
 
     process_upload(upload_id, return_state=True)
     result = read_upload(upload_id)
@@ -325,6 +337,24 @@ def test_upload_written_by_the_web_app_is_processed_by_id_alone(db: Engine) -> N
     assert (result.total_rows, result.imported_rows, result.total_chunks) == (5, 5, 2)
     assert result.platform == "kickstarter"
     assert count(db, "SELECT count(*) FROM pledge WHERE upload_id = :u", u=upload_id) == 5
+
+
+def test_a_web_app_chunk_with_json_numbers_and_nulls_keeps_every_digit(db: Engine) -> None:
+    parsed = _parsed(2)
+    headers = parsed[0]
+    rows: list[list[object]] = [list(r) for r in parsed[1:]]
+    # A web app may send numbers as JSON numbers, one too large for 64 bits, and blanks as null.
+    rows[0][headers.index("Backer Number")] = 123456789012345678901234567890
+    rows[1][headers.index("Backer Number")] = 7
+    rows[1][headers.index("Notes")] = None
+    upload_id = _web_app_upload(db, headers, [rows])
+
+    process_upload(upload_id, return_state=True)
+
+    assert read_upload(upload_id).status == "COMPLETED"
+    with db.connect() as conn:
+        keys = set(conn.execute(text("SELECT pledge_id FROM pledge")).scalars())
+    assert keys == {"123456789012345678901234567890", "7"}
 
 
 def test_unknown_layout_fails_the_upload_and_writes_no_rows(db: Engine, tmp_path: Path) -> None:
