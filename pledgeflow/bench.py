@@ -70,6 +70,28 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat; None elsewhere."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])
+    return total - idle, total
+
+
+@contextmanager
+def _machine_busy(into: dict[str, Any]) -> Iterator[None]:
+    """Store in `into["machine_busy"]` the share of all CPUs busy while the block ran (every
+    process: the import, PostgreSQL, the Prefect server), when the platform tells."""
+    before = _cpu_ticks()
+    yield
+    after = _cpu_ticks()
+    if before and after and after[1] > before[1]:
+        into["machine_busy"] = round((after[0] - before[0]) / (after[1] - before[1]), 3)
+
+
 @contextmanager
 def _database(server_url: str, name: str) -> Iterator[str]:
     """A fresh database on the server; yields its URL and drops it afterwards."""
@@ -255,7 +277,8 @@ def _pipeline_in_child(
 ) -> dict[str, Any]:
     out = workdir / f"{label}.json"
     env = _child_env(config, database_url, api_url)
-    with (workdir / f"{label}.log").open("wb") as log:
+    busy: dict[str, Any] = {}
+    with (workdir / f"{label}.log").open("wb") as log, _machine_busy(busy):
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
             # -P: the working directory must not shadow the installed package.
             [
@@ -274,7 +297,7 @@ def _pipeline_in_child(
     if done.returncode != 0 or not out.exists():
         tail = (workdir / f"{label}.log").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"the {label} import failed ({done.returncode}):\n{tail}")
-    measured: dict[str, Any] = json.loads(out.read_text())
+    measured: dict[str, Any] = json.loads(out.read_text()) | busy
     measured["rows_per_second"] = _rate(config.rows, measured["seconds"])
     return measured
 
@@ -370,15 +393,17 @@ def _measure_all(
     target = prepare_target(engine, SHOP, PROJECT, path.name)
     hand: dict[str, Any] = {}
     for label in ("first", "reload"):
+        busy: dict[str, Any] = {}
         began = time.perf_counter()
-        written = load_hand_tuned(dsn, path, target)
+        with _machine_busy(busy):
+            written = load_hand_tuned(dsn, path, target)
         seconds = time.perf_counter() - began
         hand[label] = {
             "seconds": round(seconds, 3),
             "rows_written": written,
             "rows_per_second": _rate(config.rows, seconds),
             "load": _load(),
-        }
+        } | busy
         if label == "first":
             hand[label]["table_rows"] = _table_counts(engine)
 
@@ -452,6 +477,17 @@ def report(figures: dict[str, Any]) -> list[str]:
         f"import process: peak RSS {first['peak_rss_mb']:.0f} MB first, "
         f"{again['peak_rss_mb']:.0f} MB re-import; CPU {first['cpu_seconds']:.1f} s first, "
         f"{again['cpu_seconds']:.1f} s re-import",
+        "all CPUs busy (import, PostgreSQL, Prefect server): "
+        + ", ".join(
+            f"{what} {run['machine_busy']:.0%}"
+            for what, run in (
+                ("first import", first),
+                ("re-import", again),
+                ("hand-tuned first load", hand["first"]),
+                ("hand-tuned reload", hand["reload"]),
+            )
+            if "machine_busy" in run
+        ),
         f"Prefect orchestration: {first['orchestration_share']:.1%} of the flow's wall time "
         f"({first['flow_seconds'] - first['chunk_work_seconds']:.1f} s of "
         f"{first['flow_seconds']:.1f} s outside chunk work)",

@@ -130,6 +130,8 @@ def test_bench_command_measures_every_path_and_leaves_no_database(tmp_path: Path
     assert figures["naive_orm"]["rows"] == 50
     assert 0 <= first["orchestration_share"] <= 1
     assert first["peak_rss_mb"] > 0
+    for run in (first, again, figures["hand_tuned"]["first"], figures["hand_tuned"]["reload"]):
+        assert 0 < run["machine_busy"] <= 1
     assert set(figures["ratios"]) == {
         "pipeline_vs_hand_tuned",
         "pipeline_vs_naive_orm",
