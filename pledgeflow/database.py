@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -21,8 +22,13 @@ _SQLITE_WRITE_LOCK = threading.RLock()
 
 
 def dumps_json(value: Any) -> str:
-    """JSON text of a value, as the json module would accept it back (non-text keys as text)."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    """JSON text of a value, as the json module would write it (non-text keys as text)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        # orjson refuses a lone surrogate (which a web app's chunk may carry into a rejected
+        # row's value) and integers over 64 bits; the json module writes both.
+        return json.dumps(value)
 
 
 @lru_cache(maxsize=8)

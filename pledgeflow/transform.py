@@ -90,8 +90,10 @@ def build_frames(
         row_number = first_row + offset
         cells: Sequence[str]
         try:
-            joined = "".join(record)  # type: ignore[arg-type]  # TypeError if any is not text
-            cells = record  # type: ignore[assignment]  # all text, as joined just showed
+            if not isinstance(record, list | tuple):
+                raise TypeError  # a web app's row may be a string or an object: one per cell
+            joined = "".join(record)  # TypeError if any cell is not text
+            cells = record
         except TypeError:  # a web app's JSON may hold numbers or nulls
             cells = ["" if cell is None else str(cell) for cell in record]
             joined = "".join(cells)

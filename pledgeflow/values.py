@@ -73,7 +73,7 @@ def is_blank(cells: pd.Series) -> pd.Series:
     return cells.isna() | (cells.astype("str").str.strip() == "")
 
 
-WHOLE_NUMBER = re.compile(r"\d{1,9}")
+WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII only: `\d` would also take Arabic-Indic digits
 
 
 def whole_numbers(cells: pd.Series) -> pd.Series:

@@ -544,3 +544,35 @@ def test_chunk_without_rewards_imports() -> None:
     assert frames.imported_rows == 2
     assert frames.products.empty
     assert frames.pledges["product_name"].isna().all()
+
+
+@pytest.mark.parametrize("shape", ["string", "object"])
+def test_a_web_app_row_that_is_a_string_or_an_object_is_rejected_alone(shape: str) -> None:
+    headers, rows = chunk("2020", backers(2))
+    # A web app's chunk JSON may hold a row that is no list: each character, or each key of
+    # an object, counts as a cell, as for any record, and only that row is rejected.
+    odd: Any = "x" * len(headers) if shape == "string" else dict.fromkeys(headers, "?")
+    layout = resolve_layout(tuple(headers))
+
+    alone = build_frames(headers, [odd], 7, layout, None)
+    among = build_frames(headers, [rows[0], odd, rows[1]], 1, layout, None)
+
+    check_accounting(alone, 1)
+    assert {r["row"] for r in alone.rejected} == {7}
+    check_accounting(among, 3)
+    assert {r["row"] for r in among.rejected} == {2}
+    assert set(among.pledges["source_row"]) == {1, 3}
+
+
+@pytest.mark.parametrize("digit", ["\u0662", "\uff12"])  # Arabic-Indic and fullwidth two
+def test_a_quantity_in_non_ascii_digits_is_rejected(digit: str) -> None:
+    headers, rows = chunk("2020", backers(2))
+    column = next(i for i, h in enumerate(headers) if h.startswith("[Addon:"))
+    rows[1][column] = digit
+
+    frames = run(headers, rows)
+
+    check_accounting(frames, 2)
+    assert [(r["row"], r["code"], r["value"]) for r in frames.rejected] == [
+        (2, "invalid_quantity", digit)
+    ]

@@ -185,3 +185,11 @@ def test_one_dot_group_is_not_silently_rounded(cell: str, thousands: str) -> Non
     except MoneyError:
         return  # rejecting the ambiguous cell is acceptable
     assert (amount, currency) == (Decimal(thousands), "EUR")
+
+
+def test_words_pandas_would_read_as_the_current_time_are_no_dates() -> None:
+    # pandas parses "today" and "now" as the moment of the import: a pledge would be silently
+    # dated at import time. They are rejected as invalid_date instead.
+    cells = pd.Series(["today", "now", "2020/04/24, 05:38"], dtype="str")
+
+    assert date_matches(cells).tolist() == [False, False, True]
