@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,13 @@ def content_digests(engine: Engine) -> dict[str, tuple[int, str]]:
 def _prefect(args: list[str], env: dict[str, str], cwd: Path) -> None:
     prefect = Path(sys.executable).with_name("prefect")
     done = subprocess.run(  # noqa: S603 - our own interpreter's prefect script
-        [str(prefect), *args], env=env, cwd=cwd, capture_output=True, text=True, check=False
+        [str(prefect), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
     )
     if done.returncode != 0:
         raise RuntimeError(f"prefect {' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr}")
@@ -92,6 +98,7 @@ def _stage(path: Path, shop: str, env: dict[str, str], chunk_size: int) -> int:
         capture_output=True,
         text=True,
         check=False,
+        timeout=1800,
     )
     if done.returncode != 0:
         raise RuntimeError(f"staging {path.name} failed:\n{done.stderr[-2000:]}")
@@ -165,13 +172,28 @@ def _run_uploads(api: str, upload_ids: list[int], timeout: float) -> dict[str, A
             states[run_id] = run
         return all((r.get("state_type") or "") in FINAL for r in states.values())
 
-    _wait_for(finished, timeout, "the flow runs to finish")
+    try:
+        _wait_for(finished, timeout, "the flow runs to finish")
+    except BaseException:
+        _cancel(api, runs)  # the workers, still running, stop the flow-run processes
+        raise
     seconds = time.perf_counter() - began
     return {
         "seconds": round(seconds, 3),
         "states": sorted(r["state_type"] for r in states.values()),
         "run_seconds": sorted(round(r.get("total_run_time") or 0.0, 1) for r in states.values()),
     }
+
+
+def _cancel(api: str, runs: list[str]) -> None:
+    """Ask for the runs to be cancelled; best effort, as the bench is failing already."""
+    for run_id in runs:
+        with suppress(httpx.HTTPError):
+            httpx.post(
+                f"{api}/flow_runs/{run_id}/set_state",
+                json={"state": {"type": "CANCELLING"}, "force": True},
+                timeout=10,
+            )
 
 
 def measure_workers(
