@@ -504,6 +504,26 @@ def report(figures: dict[str, Any]) -> list[str]:
     return lines
 
 
+def side_by_side(runs: list[dict[str, Any]]) -> list[str]:
+    """One line per size, smallest first: how throughput and its costs grow with the file."""
+    lines = [
+        f"{'rows':>10} {'pipeline/s':>11} {'hand-tuned/s':>13} {'ratio':>6} {'x naive':>8} "
+        f"{'re-import':>10} {'peak RSS':>9} {'Prefect':>8}"
+    ]
+    for figures in sorted(runs, key=lambda f: int(f["file"]["rows"])):
+        first = figures["pipeline"]["first"]
+        ratios = figures["ratios"]
+        naive = ratios.get("pipeline_vs_naive_orm")
+        lines.append(
+            f"{figures['file']['rows']:>10,} {first['rows_per_second']:>11,.0f} "
+            f"{figures['hand_tuned']['first']['rows_per_second']:>13,.0f} "
+            f"{ratios['pipeline_vs_hand_tuned']:>6.2f} "
+            f"{(f'{naive:.0f}x' if naive else '-'):>8} {ratios['reimport_speedup']:>9.2f}x "
+            f"{first['peak_rss_mb']:>6.0f} MB {first['orchestration_share']:>8.1%}"
+        )
+    return lines
+
+
 def _child(argv: list[str]) -> None:
     path, chunk_size, out = Path(argv[0]), int(argv[1]), Path(argv[2])
     out.write_text(json.dumps(measure_pipeline(path, chunk_size)))

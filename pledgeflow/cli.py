@@ -246,9 +246,20 @@ def webhook(
 
 @app.command()
 def bench(
-    rows: Annotated[int, typer.Option(min=1, help="Rows of the synthetic export to import.")],
+    rows: Annotated[
+        list[int],
+        typer.Option(
+            min=1,
+            help="Rows of the synthetic export to import; repeat it (--rows 10000 --rows "
+            "100000) to measure several sizes and print them side by side.",
+        ),
+    ],
     json_file: Annotated[
-        Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")
+        Path | None,
+        typer.Option(
+            "--json",
+            help="Also write the figures to this JSON file (a list of them for several sizes).",
+        ),
     ] = None,
     chunk_size: Annotated[
         int | None, typer.Option(min=1, help="Rows per chunk (default from settings).")
@@ -280,7 +291,7 @@ def bench(
     """Benchmark the import pipeline against a hand-tuned and a naive ORM baseline."""
     from sqlalchemy.engine import make_url
 
-    from pledgeflow.bench import DEFAULT_SERVER, BenchConfig, report, run_bench
+    from pledgeflow.bench import DEFAULT_SERVER, BenchConfig, report, run_bench, side_by_side
 
     settings = get_settings()
     configured = make_url(settings.database_url.get_secret_value())
@@ -291,20 +302,27 @@ def bench(
             else DEFAULT_SERVER
         )
     tasks = concurrency or settings.task_concurrency
-    config = BenchConfig(
-        rows=rows,
-        chunk_size=chunk_size or settings.chunk_size,
-        task_concurrency=tasks,
-        pool_size=settings.db_pool_size or tasks + 2,
-        naive_rows=naive_rows,
-        server_url=server,
-        workers_rows=workers_rows,
-    )
-    figures = run_bench(config)
-    for line in report(figures):
-        typer.echo(line)
+    runs = []
+    for number, size in enumerate(rows, 1):
+        config = BenchConfig(
+            rows=size,
+            chunk_size=chunk_size or settings.chunk_size,
+            task_concurrency=tasks,
+            pool_size=settings.db_pool_size or tasks + 2,
+            naive_rows=naive_rows,
+            server_url=server,
+            # Two workers on two uploads is one measurement, whatever the sizes: after the last.
+            workers_rows=workers_rows if number == len(rows) else 0,
+        )
+        figures = run_bench(config)
+        for line in report(figures):
+            typer.echo(line)
+        runs.append(figures)
+    if len(runs) > 1:
+        for line in side_by_side(runs):
+            typer.echo(line)
     if json_file is not None:
-        json_file.write_text(json.dumps(figures, indent=2) + "\n")
+        json_file.write_text(json.dumps(runs if len(runs) > 1 else runs[0], indent=2) + "\n")
 
 
 @db_app.command("upgrade")

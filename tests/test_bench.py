@@ -148,3 +148,32 @@ def test_bench_command_measures_every_path_and_leaves_no_database(tmp_path: Path
     assert "rows/s" in done.stdout
     assert "two workers at once" in done.stdout
     assert _bench_databases() == before
+
+
+def _figures(rows: int, pipeline: float, hand: float, reimport: float) -> dict[str, object]:
+    return {
+        "file": {"rows": rows},
+        "pipeline": {
+            "first": {"rows_per_second": pipeline, "peak_rss_mb": 300.0, "orchestration_share": 0.1}
+        },
+        "hand_tuned": {"first": {"rows_per_second": hand}},
+        "ratios": {
+            "pipeline_vs_hand_tuned": round(pipeline / hand, 3),
+            "pipeline_vs_naive_orm": 50.0,
+            "reimport_speedup": reimport,
+        },
+    }
+
+
+def test_several_sizes_print_side_by_side_smallest_first() -> None:
+    from pledgeflow.bench import side_by_side
+
+    lines = side_by_side(
+        [_figures(1_000_000, 7_500, 7_400, 1.5), _figures(10_000, 2_500, 8_500, 1.6)]
+    )
+
+    assert len(lines) == 3
+    small, large = (line.split() for line in lines[1:])
+    assert small[:4] == ["10,000", "2,500", "8,500", "0.29"]
+    assert large[:4] == ["1,000,000", "7,500", "7,400", "1.01"]
+    assert small[5] == "1.60x" and large[5] == "1.50x"
