@@ -75,34 +75,31 @@ def content_digests(engine: Engine) -> dict[str, tuple[int, str]]:
     return out
 
 
-def _prefect(args: list[str], env: dict[str, str], cwd: Path) -> None:
-    prefect = Path(sys.executable).with_name("prefect")
-    done = subprocess.run(  # noqa: S603 - our own interpreter's prefect script
-        [str(prefect), *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
+def _run(args: list[str], env: dict[str, str], cwd: Path, timeout: float, what: str) -> str:
+    """Run a child process to completion; its standard output, or an error naming `what`."""
+    done = subprocess.run(  # noqa: S603 - our own interpreter and its scripts
+        args, env=env, cwd=cwd, capture_output=True, text=True, check=False, timeout=timeout
     )
     if done.returncode != 0:
-        raise RuntimeError(f"prefect {' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr}")
+        raise RuntimeError(f"{what} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return done.stdout
+
+
+def _prefect(args: list[str], env: dict[str, str], cwd: Path) -> None:
+    prefect = Path(sys.executable).with_name("prefect")
+    _run([str(prefect), *args], env, cwd, 300, f"prefect {' '.join(args)}")
 
 
 def _stage(path: Path, shop: str, env: dict[str, str], chunk_size: int) -> int:
     """Stage a file as the web app would, in a child process that uses the bench database."""
-    done = subprocess.run(  # noqa: S603 - our own interpreter and module
+    out = _run(
         [sys.executable, "-P", "-m", "pledgeflow.bench_workers", str(path), shop, str(chunk_size)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1800,
+        env,
+        path.parent,
+        1800,
+        f"staging {path.name}",
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"staging {path.name} failed:\n{done.stderr[-2000:]}")
-    return int(done.stdout.strip().splitlines()[-1])
+    return int(out.strip().splitlines()[-1])
 
 
 @contextmanager
