@@ -31,7 +31,15 @@ from sqlalchemy.exc import DBAPIError, StatementError
 
 from pledgeflow.database import dumps_json
 from pledgeflow.transform import ChunkFrames
-from pledgeflow.upserts import SURVEY_COLUMNS, TableCounts, WriteCounts, WriteTarget
+from pledgeflow.upserts import (
+    BACKER_COMPARED,
+    PLEDGE_COMPARED,
+    PRODUCT_FILLED,
+    SURVEY_COLUMNS,
+    TableCounts,
+    WriteCounts,
+    WriteTarget,
+)
 from schemas.tables import BACKER, INVENTORY, PLEDGE, PRODUCT, SURVEY
 
 _DIALECT = postgresql.dialect()
@@ -57,18 +65,6 @@ class _Stage:
         )
 
 
-PLEDGE_COMPARED = (
-    "backer_id",
-    "product_id",
-    "amount",
-    "shipping_amount",
-    "currency",
-    "status",
-    "pledged_at",
-    "platform",
-)
-BACKER_COMPARED = ("name", "phone", "country", "external_id")
-PRODUCT_FILLED = ("external_id", "price", "currency")
 SURVEY_COMPARED = ("backer_id", *SURVEY_COLUMNS)
 
 STAGE_PRODUCT = _Stage(

@@ -22,6 +22,23 @@ from schemas.tables import BACKER, INVENTORY, PLEDGE, PRODUCT, SURVEY
 
 BATCH_ROWS = 1000  # keeps every statement under SQLite's 32,766 bound parameters
 
+# What each write path compares to tell an unchanged row from a changed one, and what a product
+# may have filled in; named once for both paths.
+PLEDGE_COMPARED = (
+    "backer_id",
+    "product_id",
+    "amount",
+    "shipping_amount",
+    "currency",
+    "status",
+    "pledged_at",
+    "platform",
+)
+BACKER_COMPARED = ("name", "phone", "country", "external_id")
+PRODUCT_FILLED = ("external_id", "price", "currency")
+# The survey columns a chunk writes, named once in schemas/layout.py.
+SURVEY_COLUMNS = ("responded_at", *SURVEY_TEXT_FIELDS, "answers")
+
 
 @dataclass
 class TableCounts:
@@ -182,7 +199,7 @@ def upsert_products(
     """
     table = PRODUCT
     rows = sorted(
-        _records(products, ["name", "kind", "external_id", "price", "currency"]),
+        _records(products, ["name", "kind", *PRODUCT_FILLED]),
         key=lambda r: r["name"],
     )
     for row in rows:
@@ -193,7 +210,7 @@ def upsert_products(
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         for batch in _batches(rows):
             stmt = insert(table).values(batch)
-            fill = ("external_id", "price", "currency")
+            fill = PRODUCT_FILLED
             existing = (
                 None
                 if dialect == "postgresql"
@@ -243,7 +260,7 @@ def upsert_backers(
     position (upload, then data row); an earlier row never overwrites a later one.
     """
     table = BACKER
-    rows = _records(backers, ["email", "name", "phone", "country", "external_id", "source_row"])
+    rows = _records(backers, ["email", *BACKER_COMPARED, "source_row"])
     for row in rows:
         row["shop"] = target.shop
         row["source_upload_id"] = target.upload_id
@@ -253,7 +270,7 @@ def upsert_backers(
         table,
         rows,
         ("shop", "email"),
-        ("name", "phone", "country", "external_id"),
+        BACKER_COMPARED,
         position=("source_upload_id", "source_row"),
     )
     ids = _ids_by(conn, table, "email", [r["email"] for r in rows], table.c.shop == target.shop)
@@ -311,16 +328,7 @@ def upsert_pledges(
         table,
         rows,
         ("project_id", "pledge_id"),
-        (
-            "backer_id",
-            "product_id",
-            "amount",
-            "shipping_amount",
-            "currency",
-            "status",
-            "pledged_at",
-            "platform",
-        ),
+        PLEDGE_COMPARED,
         position=("upload_id", "source_row"),
     )
     held: dict[str, int] = {}
@@ -337,10 +345,6 @@ def upsert_pledges(
         ).all()
         held.update({k: i for k, i in found})
     return held, counts
-
-
-# The survey columns a chunk writes, named once in schemas/layout.py.
-SURVEY_COLUMNS = ("responded_at", *SURVEY_TEXT_FIELDS, "answers")
 
 
 def upsert_surveys(

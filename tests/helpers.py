@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +141,47 @@ def run_plain(upload_id: int) -> UploadResult:
     for chunk_id in plan.chunk_ids:
         process_chunk(chunk_id)
     return aggregate_upload(upload_id)
+
+
+def store_web_app_upload(
+    db: Engine,
+    headers: Sequence[str],
+    chunks: Sequence[Sequence[Sequence[object]]],
+    *,
+    shop: str = "web.example.com",
+    filename: str = "web.csv",
+    project_id: int | None = None,
+) -> int:
+    """An upload stored as the web app stores one: plain SQL naming only its own columns, chunk
+    rows as JSON. Without `project_id`, a project named 'Web' of `shop` is created."""
+    with db.begin() as conn:
+        if project_id is None:
+            project_id = conn.execute(
+                text("INSERT INTO project (shop, name) VALUES (:s, 'Web') RETURNING id"),
+                {"s": shop},
+            ).scalar_one()
+        upload_id = conn.execute(
+            text(
+                "INSERT INTO csv_upload (project_id, shop, filename, status) "
+                "VALUES (:p, :s, :f, 'PENDING') RETURNING id"
+            ),
+            {"p": project_id, "s": shop, "f": filename},
+        ).scalar_one()
+        first_row = 1
+        for index, chunk_rows in enumerate(chunks):
+            conn.execute(
+                text(
+                    "INSERT INTO csv_upload_chunk "
+                    "(upload_id, chunk_index, data, first_row, row_count, status) "
+                    "VALUES (:u, :i, CAST(:d AS json), :f, :n, 'PENDING')"
+                ),
+                {
+                    "u": upload_id,
+                    "i": index,
+                    "f": first_row,
+                    "n": len(chunk_rows),
+                    "d": json.dumps({"headers": list(headers), "rows": chunk_rows}),
+                },
+            )
+            first_row += len(chunk_rows)
+    return int(upload_id)

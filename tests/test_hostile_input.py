@@ -3,7 +3,6 @@ every row is accounted for; limits are settings and stop an upload before any ro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from pledgeflow.settings import get_settings
 from pledgeflow.staging import StagingError, stage_file
 from tests.conftest import DATA_TABLES
 from tests.exports import HEADERS, backers, render
-from tests.helpers import count, run_plain, write_file
+from tests.helpers import count, run_plain, store_web_app_upload, write_file
 
 GOOD = render("2020", backers(6))
 STAGING_CODES = {
@@ -184,24 +183,7 @@ def test_a_web_app_upload_over_the_row_limit_fails_before_any_row_is_written(
 ) -> None:
     headers = HEADERS["2017"]
     rows = [r.split(",") for r in render("2017", backers(3)).decode().splitlines()[1:]]
-    with db.begin() as conn:
-        project = conn.execute(
-            text("INSERT INTO project (shop, name) VALUES ('shop.example.com', 'P') RETURNING id")
-        ).scalar_one()
-        upload = conn.execute(
-            text(
-                "INSERT INTO csv_upload (project_id, shop, filename) "
-                "VALUES (:p, 'shop.example.com', 'big.csv') RETURNING id"
-            ),
-            {"p": project},
-        ).scalar_one()
-        conn.execute(
-            text(
-                "INSERT INTO csv_upload_chunk (upload_id, chunk_index, data, first_row, row_count) "
-                "VALUES (:u, 0, CAST(:d AS json), 1, 3)"
-            ),
-            {"u": upload, "d": json.dumps({"headers": headers, "rows": rows})},
-        )
+    upload = store_web_app_upload(db, headers, [rows], shop="shop.example.com", filename="big.csv")
     limits.setenv("PLEDGEFLOW_MAX_ROWS", "2")
     get_settings.cache_clear()
 

@@ -22,7 +22,7 @@ from pledgeflow.settings import get_settings
 from pledgeflow.staging import stage_file
 from pledgeflow.summaries import chunk_outcomes, summary_markdown
 from tests.exports import backers, render
-from tests.helpers import checksums, count, run_plain, write_file
+from tests.helpers import checksums, count, run_plain, store_web_app_upload, write_file
 
 
 def shop_rows(db: Engine, shop: str) -> list[tuple[object, ...]]:
@@ -81,22 +81,13 @@ def test_an_upload_naming_another_shops_project_is_refused(db: Engine, tmp_path:
     )
     before = checksums(db)
     rows = [r for r in csv.reader(io.StringIO(render("2020", backers(4)).decode()))]
-    with db.begin() as conn:
-        victim = conn.execute(text("SELECT id FROM project WHERE shop = 'b.example.com'"))
-        upload_id = conn.execute(
-            text(
-                "INSERT INTO csv_upload (project_id, shop, filename) "
-                "VALUES (:p, 'a.example.com', 'sneaky.csv') RETURNING id"
-            ),
-            {"p": victim.scalar_one()},
+    with db.connect() as conn:
+        victim = conn.execute(
+            text("SELECT id FROM project WHERE shop = 'b.example.com'")
         ).scalar_one()
-        conn.execute(
-            text(
-                "INSERT INTO csv_upload_chunk (upload_id, chunk_index, data, first_row, "
-                "row_count) VALUES (:u, 0, CAST(:d AS json), 1, 4)"
-            ),
-            {"u": upload_id, "d": json.dumps({"headers": rows[0], "rows": rows[1:]})},
-        )
+    upload_id = store_web_app_upload(
+        db, rows[0], [rows[1:]], shop="a.example.com", filename="sneaky.csv", project_id=victim
+    )
 
     result = run_plain(upload_id)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ from sqlalchemy.engine import Engine
 from flows.process_upload import process_upload
 from pledgeflow.uploads import read_upload
 from tests.exports import TIERS, Backer, backers, render
-from tests.helpers import checksums, count, import_path, write_file
+from tests.helpers import checksums, count, import_path, store_web_app_upload, write_file
 
 pytestmark = pytest.mark.usefixtures("prefect_harness", "write_path")
 
@@ -285,41 +283,6 @@ def test_reimport_replaces_inventory_so_dropped_addons_disappear(
     assert (second.stats or {})["tables"]["inventory"]["deleted"] == 1
 
 
-def _web_app_upload(
-    db: Engine, headers: list[str], chunks: Sequence[Sequence[Sequence[object]]]
-) -> int:
-    """An upload stored as the web app stores one: plain SQL, chunk rows as JSON."""
-    with db.begin() as conn:
-        project_id = conn.execute(
-            text("INSERT INTO project (shop, name) VALUES ('web.example.com', 'Web') RETURNING id")
-        ).scalar_one()
-        upload_id = conn.execute(
-            text(
-                "INSERT INTO csv_upload (project_id, shop, filename, status) "
-                "VALUES (:p, 'web.example.com', 'web.csv', 'PENDING') RETURNING id"
-            ),
-            {"p": project_id},
-        ).scalar_one()
-        first_row = 1
-        for index, chunk_rows in enumerate(chunks):
-            conn.execute(
-                text(
-                    "INSERT INTO csv_upload_chunk "
-                    "(upload_id, chunk_index, data, first_row, row_count, status) "
-                    "VALUES (:u, :i, CAST(:d AS json), :f, :n, 'PENDING')"
-                ),
-                {
-                    "u": upload_id,
-                    "i": index,
-                    "f": first_row,
-                    "n": len(chunk_rows),
-                    "d": json.dumps({"headers": headers, "rows": chunk_rows}),
-                },
-            )
-            first_row += len(chunk_rows)
-    return int(upload_id)
-
-
 def _parsed(rows: int) -> list[list[str]]:
     import csv
 
@@ -328,7 +291,7 @@ def _parsed(rows: int) -> list[list[str]]:
 
 def test_upload_written_by_the_web_app_is_processed_by_id_alone(db: Engine) -> None:
     parsed = _parsed(5)
-    upload_id = _web_app_upload(db, parsed[0], [parsed[1:4], parsed[4:6]])
+    upload_id = store_web_app_upload(db, parsed[0], [parsed[1:4], parsed[4:6]])
 
     process_upload(upload_id, return_state=True)
     result = read_upload(upload_id)
@@ -347,7 +310,7 @@ def test_a_web_app_chunk_with_json_numbers_and_nulls_keeps_every_digit(db: Engin
     rows[0][headers.index("Backer Number")] = 123456789012345678901234567890
     rows[1][headers.index("Backer Number")] = 7
     rows[1][headers.index("Notes")] = None
-    upload_id = _web_app_upload(db, headers, [rows])
+    upload_id = store_web_app_upload(db, headers, [rows])
 
     process_upload(upload_id, return_state=True)
 
