@@ -3,7 +3,8 @@
 What one run does, in a database it creates and drops:
 1. writes a synthetic Kickstarter 2020+ export of N rows (`pledgeflow.synthetic`), streaming;
 2. imports it through the full pipeline (`stage_file` + the `process-upload` flow) in a child
-   process, so the peak RSS measured is the import's own, then imports the unchanged file again;
+   process, so the peak RSS measured is the import's own, then imports the unchanged file again,
+   first as configured (mapped rows come from the Redis row cache) and then with that cache off;
 3. loads the same file with the hand-tuned baseline and the first rows with the naive ORM
    baseline (`pledgeflow.baselines`), into emptied tables;
 4. reports rows/s, ratios, the re-import speed-up, peak RSS and the share of the flow's wall time
@@ -34,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import redis
 from alembic import command
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -41,12 +43,14 @@ from sqlalchemy.engine import make_url
 from pledgeflow.baselines import load_hand_tuned, load_naive_orm, prepare_target
 from pledgeflow.bench_workers import measure_workers, stop_process
 from pledgeflow.migrations.runner import alembic_config
+from pledgeflow.results import redis_url_shown
 from pledgeflow.synthetic import write_kickstarter_export
 
 SHOP, PROJECT = "bench.example.com", "Benchmark Campaign"
 DATA_TABLES = ("backer", "product", "pledge", "survey", "inventory")
 RECORDER_BATCH = 200  # prefect-notes section 10: 100-200 keeps run history minutes closer
 DEFAULT_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class BenchConfig:
     naive_rows: int = 10_000
     server_url: str = DEFAULT_SERVER
     workers_rows: int = 0
+    redis_url: str = DEFAULT_REDIS
 
 
 def _rate(rows: int, seconds: float) -> float:
@@ -104,6 +109,26 @@ def _database(server_url: str, name: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def _redis_keys(url: str, prefix: str) -> Iterator[None]:
+    """Checks that Redis answers; deletes the keys the run wrote under `prefix` afterwards."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        raise RuntimeError(
+            f"the benchmark needs Redis, as production does, and none answered ({exc}); "
+            "start one or pass --redis-url"
+        ) from exc
+    try:
+        yield
+    finally:
+        stale = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(stale), 1000):
+            client.delete(*stale[start : start + 1000])
+        client.close()
 
 
 def _migrate(engine: Engine) -> None:
@@ -237,6 +262,13 @@ def measure_pipeline(path: Path, chunk_size: int) -> dict[str, Any]:
                 {"u": upload_id},
             )
         ]
+        from_cache = conn.execute(
+            text(
+                "SELECT count(*) FROM csv_upload_chunk WHERE upload_id = :u "
+                "AND (stats ->> 'rows_from_cache')::boolean"
+            ),
+            {"u": upload_id},
+        ).scalar_one()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     flow_seconds = finished - staged
     busy = _union_seconds([(max(s, staged), min(e, finished)) for s, e in spans])
@@ -246,6 +278,7 @@ def measure_pipeline(path: Path, chunk_size: int) -> dict[str, Any]:
         "imported_rows": result.imported_rows,
         "rejected_rows": result.rejected_rows,
         "chunks": result.total_chunks,
+        "chunks_from_cache": from_cache,
         "seconds": round(finished - started, 3),
         "stage_seconds": round(staged - started, 3),
         "flow_seconds": round(flow_seconds, 3),
@@ -264,6 +297,9 @@ def _child_env(config: BenchConfig, database_url: str, api_url: str) -> dict[str
     return {
         **os.environ,
         "PLEDGEFLOW_DATABASE_URL": database_url,
+        "PLEDGEFLOW_REDIS_URL": config.redis_url,
+        # The bench database's name: this run's keys, deleted at its end.
+        "PLEDGEFLOW_REDIS_KEY_PREFIX": make_url(database_url).database or "pledgeflow_bench",
         "PLEDGEFLOW_CHUNK_SIZE": str(config.chunk_size),
         "PLEDGEFLOW_TASK_CONCURRENCY": str(config.task_concurrency),
         "PLEDGEFLOW_DB_POOL_SIZE": str(config.pool_size),
@@ -273,10 +309,16 @@ def _child_env(config: BenchConfig, database_url: str, api_url: str) -> dict[str
 
 
 def _pipeline_in_child(
-    config: BenchConfig, database_url: str, api_url: str, path: Path, workdir: Path, label: str
+    config: BenchConfig,
+    database_url: str,
+    api_url: str,
+    path: Path,
+    workdir: Path,
+    label: str,
+    **settings: str,
 ) -> dict[str, Any]:
     out = workdir / f"{label}.json"
-    env = _child_env(config, database_url, api_url)
+    env = _child_env(config, database_url, api_url) | settings
     busy: dict[str, Any] = {}
     with (workdir / f"{label}.log").open("wb") as log, _machine_busy(busy):
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
@@ -315,7 +357,10 @@ def run_bench(config: BenchConfig, workdir: Path | None = None) -> dict[str, Any
     work = Path(tempfile.mkdtemp(prefix="pledgeflow-bench-")) if workdir is None else workdir
     figures: dict[str, Any] = {
         "config": asdict(config)
-        | {"server_url": make_url(config.server_url).render_as_string(hide_password=True)},
+        | {
+            "server_url": make_url(config.server_url).render_as_string(hide_password=True),
+            "redis_url": redis_url_shown(config.redis_url),
+        },
         "machine": {"cpus": os.cpu_count(), "load_at_start": _load()},
         "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
     }
@@ -331,6 +376,7 @@ def run_bench(config: BenchConfig, workdir: Path | None = None) -> dict[str, Any
             "generate_seconds": round(time.perf_counter() - began, 2),
         }
         with (
+            _redis_keys(config.redis_url, name),
             _database(config.server_url, name) as database_url,
             _prefect_api(config.server_url, f"{name}_prefect", work) as api_url,
         ):
@@ -345,7 +391,8 @@ def run_bench(config: BenchConfig, workdir: Path | None = None) -> dict[str, Any
             finally:
                 engine.dispose()
         if config.workers_rows:
-            figures["workers"] = _measure_workers(config, name, work)
+            with _redis_keys(config.redis_url, name):
+                figures["workers"] = _measure_workers(config, name, work)
         figures["machine"]["load_at_end"] = _load()
     finally:
         if own_dir:
@@ -387,6 +434,17 @@ def _measure_all(
     again = _pipeline_in_child(config, database_url, api_url, path, work, "pipeline-reimport")
     again["load"] = _load()
     again["all_unchanged"] = _all_unchanged(again["tables"])
+    uncached = _pipeline_in_child(
+        config,
+        database_url,
+        api_url,
+        path,
+        work,
+        "pipeline-reimport-uncached",
+        PLEDGEFLOW_ROW_CACHE_TTL_SECONDS="0",
+    )
+    uncached["load"] = _load()
+    uncached["all_unchanged"] = _all_unchanged(uncached["tables"])
 
     dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     _empty(engine)
@@ -426,12 +484,13 @@ def _measure_all(
     ratios = {
         "pipeline_vs_hand_tuned": round(pipeline_rate / hand["first"]["rows_per_second"], 3),
         "reimport_speedup": round(first["seconds"] / again["seconds"], 3),
+        "reimport_uncached_speedup": round(first["seconds"] / uncached["seconds"], 3),
         "hand_tuned_reload_speedup": round(hand["first"]["seconds"] / hand["reload"]["seconds"], 3),
     }
     if naive.get("rows_per_second"):
         ratios["pipeline_vs_naive_orm"] = round(pipeline_rate / naive["rows_per_second"], 1)
     return {
-        "pipeline": {"first": first, "reimport": again},
+        "pipeline": {"first": first, "reimport": again, "reimport_uncached": uncached},
         "hand_tuned": hand,
         "naive_orm": naive,
         "ratios": ratios,
@@ -442,6 +501,7 @@ def _measure_all(
 def report(figures: dict[str, Any]) -> list[str]:
     """The figures as lines for a terminal."""
     first, again = figures["pipeline"]["first"], figures["pipeline"]["reimport"]
+    uncached = figures["pipeline"]["reimport_uncached"]
     hand, naive, ratios = figures["hand_tuned"], figures["naive_orm"], figures["ratios"]
     file = figures["file"]
     lines = [
@@ -454,7 +514,10 @@ def report(figures: dict[str, Any]) -> list[str]:
         f"{first['seconds']:8.1f} s (stage {first['stage_seconds']:.1f} s, flow "
         f"{first['flow_seconds']:.1f} s, {first['chunks']} chunks)  {first['status']}",
         f"pipeline, re-import      {again['rows_per_second']:>10,.0f} rows/s  "
-        f"{again['seconds']:8.1f} s  every row unchanged: {again['all_unchanged']}",
+        f"{again['seconds']:8.1f} s  every row unchanged: {again['all_unchanged']}, "
+        f"{again['chunks_from_cache']} of {again['chunks']} chunks' rows from the row cache",
+        f"  same, row cache off    {uncached['rows_per_second']:>10,.0f} rows/s  "
+        f"{uncached['seconds']:8.1f} s  every row unchanged: {uncached['all_unchanged']}",
         f"hand-tuned, first load   {hand['first']['rows_per_second']:>10,.0f} rows/s  "
         f"{hand['first']['seconds']:8.1f} s",
         f"hand-tuned, reload       {hand['reload']['rows_per_second']:>10,.0f} rows/s  "
@@ -472,7 +535,8 @@ def report(figures: dict[str, Any]) -> list[str]:
             if "pipeline_vs_naive_orm" in ratios
             else ""
         ),
-        f"re-import speed-up: {ratios['reimport_speedup']:.2f}x   "
+        f"re-import speed-up: {ratios['reimport_speedup']:.2f}x, "
+        f"{ratios['reimport_uncached_speedup']:.2f}x with the row cache off   "
         f"(hand-tuned reload: {ratios['hand_tuned_reload_speedup']:.2f}x)",
         f"import process: peak RSS {first['peak_rss_mb']:.0f} MB first, "
         f"{again['peak_rss_mb']:.0f} MB re-import; CPU {first['cpu_seconds']:.1f} s first, "
@@ -508,7 +572,7 @@ def side_by_side(runs: list[dict[str, Any]]) -> list[str]:
     """One line per size, smallest first: how throughput and its costs grow with the file."""
     lines = [
         f"{'rows':>10} {'pipeline/s':>11} {'hand-tuned/s':>13} {'ratio':>6} {'x naive':>8} "
-        f"{'re-import':>10} {'peak RSS':>9} {'Prefect':>8}"
+        f"{'re-import':>10} {'uncached':>9} {'peak RSS':>9} {'Prefect':>8}"
     ]
     for figures in sorted(runs, key=lambda f: int(f["file"]["rows"])):
         first = figures["pipeline"]["first"]
@@ -519,6 +583,7 @@ def side_by_side(runs: list[dict[str, Any]]) -> list[str]:
             f"{figures['hand_tuned']['first']['rows_per_second']:>13,.0f} "
             f"{ratios['pipeline_vs_hand_tuned']:>6.2f} "
             f"{(f'{naive:.0f}x' if naive else '-'):>8} {ratios['reimport_speedup']:>9.2f}x "
+            f"{ratios['reimport_uncached_speedup']:>8.2f}x "
             f"{first['peak_rss_mb']:>6.0f} MB {first['orchestration_share']:>8.1%}"
         )
     return lines

@@ -11,13 +11,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, or_, select, update
+from sqlalchemy import Connection, Text, cast, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from pledgeflow.database import get_engine, transaction
 from pledgeflow.failures import ChunkBusyError, ChunkDataError, is_transient
+from pledgeflow.row_cache import CachedChunk, RowCache
 from pledgeflow.settings import get_settings
-from pledgeflow.staged_upserts import write_chunk_staged
+from pledgeflow.staged_upserts import StagedCopies, write_chunk_staged
 from pledgeflow.transform import ChunkFrames, build_frames
 from pledgeflow.upserts import WriteCounts, WriteTarget, write_chunk
 from schemas.layout import Layout
@@ -143,12 +144,21 @@ def chunk_layout(headers: object, platform: str | None, mapping: dict[str, Any] 
         raise ChunkDataError(exc.code, str(exc)) from exc
 
 
+def _writes_staged(dialect: str) -> bool:
+    return dialect == "postgresql" and get_settings().write_path == "auto"
+
+
+# sha256 of the chunk's JSON as stored, computed by PostgreSQL: a cache hit never transfers it.
+DATA_DIGEST = func.sha256(func.convert_to(cast(CsvUploadChunk.data, Text), "UTF8"))
+
+
 def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
     engine = get_engine()
+    cache = RowCache.from_settings() if _writes_staged(engine.dialect.name) else None
     with engine.connect() as conn:
         chunk = conn.execute(
             select(
-                CsvUploadChunk.data,
+                DATA_DIGEST.label("digest") if cache else CsvUploadChunk.data,
                 CsvUploadChunk.first_row,
                 CsvUploadChunk.chunk_index,
                 CsvUploadChunk.upload_id,
@@ -162,54 +172,106 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
             .join(Project, Project.id == CsvUpload.project_id)
             .where(CsvUploadChunk.id == chunk_id)
         ).one()
-    data = chunk.data or {}
-    headers, rows = data.get("headers"), data.get("rows")
-    if not isinstance(headers, list) or not isinstance(rows, list):
-        raise ChunkDataError("malformed_chunk", "chunk data must be {headers: [...], rows: [...]}")
-    layout = chunk_layout(headers, chunk.platform, chunk.mapping)
-    frames = build_frames(headers, rows, chunk.first_row, layout, chunk.currency)
+        key, cached, data = None, None, None
+        if cache is None:
+            data = chunk.data
+        else:
+            key = cache.key(
+                data_digest=chunk.digest,
+                first_row=chunk.first_row,
+                shop=chunk.shop,
+                platform=chunk.platform,
+                mapping=chunk.mapping,
+                currency=chunk.currency,
+                encoding=conn.connection.driver_connection.info.encoding,  # type: ignore[union-attr]
+            )
+            cached = cache.get(key)
+            if cached is None:
+                data = conn.scalar(select(CsvUploadChunk.data).where(CsvUploadChunk.id == chunk_id))
+    if cached is None:
+        frames, platform = _mapped(
+            data, chunk.platform, chunk.mapping, chunk.first_row, chunk.currency
+        )
+        rows: ChunkFrames | StagedCopies = frames
+        imported, rejected_rows, rejected = (
+            frames.imported_rows,
+            frames.rejected_rows,
+            frames.rejected,
+        )
+    else:
+        rows, platform = cached.copies, cached.platform
+        imported, rejected_rows, rejected = (
+            cached.imported_rows,
+            cached.rejected_rows,
+            cached.rejected,
+        )
     target = WriteTarget(
         shop=chunk.shop,
         project_id=chunk.project_id,
         upload_id=chunk.upload_id,
-        platform=layout.platform,
+        platform=platform,
     )
-    by_code = Counter(r["code"] for r in frames.rejected)
+    by_code = Counter(r["code"] for r in rejected)
     with transaction(engine) as tx:
-        counts = write_frames(tx, target, frames)
+        counts, copies = _write(tx, target, rows)
         tx.execute(
             update(CsvUploadChunk)
             .where(CsvUploadChunk.id == chunk_id)
             .values(
                 status=UploadStatus.COMPLETED,
-                imported_rows=frames.imported_rows,
-                rejected_rows=frames.rejected_rows,
-                errors={"rejected": frames.rejected, "error": None},
+                imported_rows=imported,
+                rejected_rows=rejected_rows,
+                errors={"rejected": rejected, "error": None},
                 stats={
                     "tables": counts.as_dict(),
                     "by_code": dict(by_code),
                     "seconds": round(time.perf_counter() - started, 4),
                     # Which process wrote it: ops can tell workers (or Dask processes) apart.
                     "worker": f"{socket.gethostname()}:{os.getpid()}",
+                    "rows_from_cache": cached is not None,
                 },
                 completed_at=now(),
             )
         )
+    if cache is not None and key is not None and cached is None and copies is not None:
+        cache.put(key, CachedChunk(platform, imported, rejected_rows, rejected, copies))
     return ChunkSummary(
         chunk_id=chunk_id,
         chunk_index=chunk.chunk_index,
         status=UploadStatus.COMPLETED.value,
-        imported_rows=frames.imported_rows,
-        rejected_rows=frames.rejected_rows,
+        imported_rows=imported,
+        rejected_rows=rejected_rows,
     )
+
+
+def _mapped(
+    data: object,
+    platform: str | None,
+    mapping: dict[str, Any] | None,
+    first_row: int,
+    currency: str | None,
+) -> tuple[ChunkFrames, str]:
+    """The chunk's rows mapped and validated, and the platform its layout belongs to."""
+    headers = data.get("headers") if isinstance(data, dict) else None
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(headers, list) or not isinstance(rows, list):
+        raise ChunkDataError("malformed_chunk", "chunk data must be {headers: [...], rows: [...]}")
+    layout = chunk_layout(headers, platform, mapping)
+    return build_frames(headers, rows, first_row, layout, currency), layout.platform
 
 
 def write_frames(conn: Connection, target: WriteTarget, frames: ChunkFrames) -> WriteCounts:
     """Write a chunk's frames on the path the settings and the database call for: COPY and
     set-based upserts on PostgreSQL, multi-row upserts elsewhere (same rules, same counts)."""
-    if conn.dialect.name == "postgresql" and get_settings().write_path == "auto":
-        return write_chunk_staged(conn, target, frames)
-    return write_chunk(conn, target, frames)
+    return _write(conn, target, frames)[0]
+
+
+def _write(
+    conn: Connection, target: WriteTarget, rows: ChunkFrames | StagedCopies
+) -> tuple[WriteCounts, StagedCopies | None]:
+    if isinstance(rows, StagedCopies) or _writes_staged(conn.dialect.name):
+        return write_chunk_staged(conn, target, rows)
+    return write_chunk(conn, target, rows), None
 
 
 def mark_chunk_failed(chunk_id: int, code: str, message: str) -> None:

@@ -287,11 +287,25 @@ def bench(
             "postgres@127.0.0.1:5432."
         ),
     ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Redis the imports use for results, locks and the row cache, as in production; "
+            "default: PLEDGEFLOW_REDIS_URL, or 127.0.0.1:6379."
+        ),
+    ] = None,
 ) -> None:
     """Benchmark the import pipeline against a hand-tuned and a naive ORM baseline."""
     from sqlalchemy.engine import make_url
 
-    from pledgeflow.bench import DEFAULT_SERVER, BenchConfig, report, run_bench, side_by_side
+    from pledgeflow.bench import (
+        DEFAULT_REDIS,
+        DEFAULT_SERVER,
+        BenchConfig,
+        report,
+        run_bench,
+        side_by_side,
+    )
 
     settings = get_settings()
     configured = make_url(settings.database_url.get_secret_value())
@@ -313,6 +327,8 @@ def bench(
             server_url=server,
             # Two workers on two uploads is one measurement, whatever the sizes: after the last.
             workers_rows=workers_rows if number == len(rows) else 0,
+            redis_url=redis_url
+            or (settings.redis_url.get_secret_value() if settings.redis_url else DEFAULT_REDIS),
         )
         figures = run_bench(config)
         for line in report(figures):

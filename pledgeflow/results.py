@@ -80,17 +80,23 @@ def chunk_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return f"{prefix}-{parameters['upload_key']}-chunk-{parameters['chunk_id']}"
 
 
+def redis_url_shown(url: str) -> str:
+    """A Redis URL fit for logs and reports: its password masked."""
+    scheme, _, rest = url.partition("://")
+    return (
+        make_url(f"redis+x://{rest}")
+        .render_as_string(hide_password=True)
+        .replace("redis+x", scheme, 1)
+    )
+
+
 def result_config() -> ResultConfig:
     """Redis storage and locks when `PLEDGEFLOW_REDIS_URL` answers; local storage otherwise."""
     settings = get_settings()
     if settings.redis_url is None:
         return ResultConfig(None, None)
     url = settings.redis_url.get_secret_value()
-    shown = (
-        make_url(url.replace("redis://", "redis+x://", 1))
-        .render_as_string(hide_password=True)
-        .replace("redis+x://", "redis://", 1)
-    )
+    shown = redis_url_shown(url)
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
         client.ping()

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     result_ttl_seconds: int = Field(
         default=7 * 24 * 3600, ge=60, description="Expiry of task results kept in Redis."
     )
+    row_cache_ttl_seconds: int = Field(
+        default=86_400,
+        ge=0,
+        description="How long a chunk's mapped rows stay in Redis, so that importing the same "
+        "content again skips mapping and validation; 0 turns the cache off.",
+    )
     max_file_bytes: int = Field(
         default=1 << 30, ge=1, description="Largest file `import` accepts, in bytes."
     )

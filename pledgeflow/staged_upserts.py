@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psycopg
+from psycopg.abc import Buffer
+from psycopg.copy import LibpqWriter
 from sqlalchemy import Column, Connection
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, StatementError
@@ -332,11 +334,43 @@ def _sanitized(exc: psycopg.Error, what: str) -> StatementError:
     )
 
 
-def _copy(cursor: psycopg.Cursor[Any], stage: _Stage, rows: Iterable[Sequence[Any]]) -> None:
+class _KeptWriter(LibpqWriter):
+    """Sends COPY data to the server and keeps a copy of every byte sent."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any], kept: bytearray) -> None:
+        super().__init__(cursor)
+        self.kept = kept
+
+    def write(self, data: Buffer) -> None:
+        self.kept += data
+        super().write(data)
+
+
+@dataclass(frozen=True)
+class StagedCopies:
+    """A chunk's canonical rows exactly as COPY sent them to each stage, and the row counts.
+
+    Sending the same bytes again stages the same rows without mapping the chunk again."""
+
+    data: dict[str, bytes]
+    sizes: dict[str, int]
+
+
+def _copy(
+    cursor: psycopg.Cursor[Any],
+    stage: _Stage,
+    rows: Iterable[Sequence[Any]] | bytes,
+    kept: bytearray | None = None,
+) -> None:
+    statement = f"COPY {stage.name} ({', '.join(stage.columns)}) FROM STDIN"
+    writer = None if kept is None else _KeptWriter(cursor, kept)
     try:
-        with cursor.copy(f"COPY {stage.name} ({', '.join(stage.columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        with cursor.copy(statement, writer=writer) as copy:
+            if isinstance(rows, bytes):
+                copy.write(rows)
+            else:
+                for row in rows:
+                    copy.write_row(row)
     except psycopg.Error as exc:
         raise _sanitized(exc, f"COPY {stage.name}") from None
 
@@ -372,9 +406,35 @@ def _pledge_rows(frames: ChunkFrames) -> Iterable[tuple[Any, ...]]:
     return _values(joined, STAGE_PLEDGE.columns)
 
 
-def write_chunk_staged(conn: Connection, target: WriteTarget, frames: ChunkFrames) -> WriteCounts:
+def _stage_frames(cursor: psycopg.Cursor[Any], frames: ChunkFrames) -> StagedCopies:
+    rows = {
+        STAGE_PRODUCT.name: _values(frames.products, STAGE_PRODUCT.columns),
+        STAGE_BACKER.name: _values(frames.backers, STAGE_BACKER.columns),
+        STAGE_PLEDGE.name: _pledge_rows(frames),
+        STAGE_INVENTORY.name: _values(frames.inventory, STAGE_INVENTORY.columns),
+    }
+    data: dict[str, bytes] = {}
+    for stage in STAGES:
+        kept = bytearray()
+        _copy(cursor, stage, rows[stage.name], kept)
+        data[stage.name] = bytes(kept)
+    sizes = {
+        STAGE_PRODUCT.name: len(frames.products),
+        STAGE_BACKER.name: len(frames.backers),
+        STAGE_PLEDGE.name: len(frames.pledges),
+        STAGE_INVENTORY.name: len(frames.inventory),
+    }
+    return StagedCopies(data, sizes)
+
+
+def write_chunk_staged(
+    conn: Connection, target: WriteTarget, rows: ChunkFrames | StagedCopies
+) -> tuple[WriteCounts, StagedCopies]:
     """Write all five tables for one chunk through COPY and set-based upserts, inside `conn`'s
-    transaction, with the same rules and counts as `pledgeflow.upserts.write_chunk`."""
+    transaction, with the same rules and counts as `pledgeflow.upserts.write_chunk`.
+
+    `rows` is the chunk's frames, or the COPY data an earlier write of the same rows returned;
+    either way the statements after the COPY are the same."""
     params = {
         "shop": target.shop,
         "project_id": target.project_id,
@@ -392,18 +452,21 @@ def write_chunk_staged(conn: Connection, target: WriteTarget, frames: ChunkFrame
     conn.exec_driver_sql("SET LOCAL jit = off")
     conn.exec_driver_sql(CREATE_STAGES)
     with raw.cursor() as cursor:
-        _copy(cursor, STAGE_PRODUCT, _values(frames.products, STAGE_PRODUCT.columns))
-        _copy(cursor, STAGE_BACKER, _values(frames.backers, STAGE_BACKER.columns))
-        _copy(cursor, STAGE_PLEDGE, _pledge_rows(frames))
-        _copy(cursor, STAGE_INVENTORY, _values(frames.inventory, STAGE_INVENTORY.columns))
+        if isinstance(rows, StagedCopies):
+            copies = rows
+            for stage in STAGES:
+                _copy(cursor, stage, copies.data[stage.name])
+        else:
+            copies = _stage_frames(cursor, rows)
+    products, backers, pledges, inventory_rows = (copies.sizes[stage.name] for stage in STAGES)
 
-    if len(frames.products):
+    if products:
         run(PRODUCT_PROBE)
-        if run(PRODUCT_UPSERT) < len(frames.products):
+        if run(PRODUCT_UPSERT) < products:
             run(PRODUCT_IDS)
     for (first, second), ids, size in (
-        (BACKER_STATEMENTS, BACKER_IDS, len(frames.backers)),
-        (PLEDGE_STATEMENTS, PLEDGE_HELD, len(frames.pledges)),
+        (BACKER_STATEMENTS, BACKER_IDS, backers),
+        (PLEDGE_STATEMENTS, PLEDGE_HELD, pledges),
     ):
         handled = run(first) if size else 0
         if handled < size:
@@ -411,13 +474,13 @@ def write_chunk_staged(conn: Connection, target: WriteTarget, frames: ChunkFrame
         if handled < size:
             run(ids)
     inventory = TableCounts()
-    if len(frames.pledges):
+    if pledges:
         run(SURVEY_PROBE)
         run(SURVEY_UPSERT)
-        if len(frames.inventory):
+        if inventory_rows:
             run(INVENTORY_RESOLVE)
         inventory.deleted = run(INVENTORY_DELETE)
-        if len(frames.inventory):
+        if inventory_rows:
             run(INVENTORY_PROBE)
             created, updated = conn.exec_driver_sql(INVENTORY_UPSERT).one()
             wanted = conn.exec_driver_sql(INVENTORY_WANTED).scalar_one()
@@ -428,4 +491,4 @@ def write_chunk_staged(conn: Connection, target: WriteTarget, frames: ChunkFrame
         created, updated, total = conn.exec_driver_sql(sql).one()
         counts.tables[name] = TableCounts(created, updated, total - created - updated)
     counts.tables["inventory"] = inventory
-    return counts
+    return counts, copies

@@ -1,0 +1,181 @@
+"""A chunk's mapped rows, kept in Redis so that the same chunk imported again is not re-mapped.
+
+Mapping and validating a chunk costs about 40 µs a row of Python; what it produces (the COPY
+data of the staged write path, the rejected rows and the counts) depends only on the chunk's
+content and the inputs named in `RowCache.key`, including a digest of pledgeflow's own code.
+A chunk whose key is in the cache skips straight to the same set-based statements a mapped chunk
+runs, so the database rules (upserts, positions, no-op guards, counts) hold unchanged.
+
+Entries expire (`PLEDGEFLOW_ROW_CACHE_TTL_SECONDS`, 0 turns the cache off) and hold backers'
+details, as the database does; keys are digests and name no one. Redis is an accelerator here:
+when it fails or an entry cannot be read, the chunk is mapped as if the cache were empty.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+import redis
+
+import schemas
+from pledgeflow.settings import get_settings
+from pledgeflow.staged_upserts import StagedCopies
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+# After an error of a Redis, chunks in this process skip its cache this long instead of each
+# waiting for its own timeout.
+PAUSE_SECONDS = 60.0
+_META = b"meta"
+
+
+@dataclass(frozen=True)
+class CachedChunk:
+    """What mapping one chunk produced, as the write path and the chunk's record need it."""
+
+    platform: str
+    imported_rows: int
+    rejected_rows: int
+    rejected: list[dict[str, Any]]
+    copies: StagedCopies
+
+
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """A digest of pledgeflow's source files: entries written by other code are never read."""
+    digest = hashlib.sha256()
+    for package in (Path(__file__).parent, Path(schemas.__file__).parent):
+        for path in sorted(package.rglob("*.py")):
+            digest.update(path.relative_to(package.parent).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=4)
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+
+
+class RowCache:
+    """Entries of mapped chunks in one Redis, under the configured key prefix."""
+
+    _paused_until: dict[str, float] = {}  # per Redis URL, shared by the whole process
+    _lock = threading.Lock()
+
+    def __init__(self, url: str, prefix: str, ttl_seconds: int) -> None:
+        self.url = url
+        self.client = _client(url)
+        self.prefix = prefix
+        self.ttl_seconds = ttl_seconds
+
+    @classmethod
+    def from_settings(cls) -> RowCache | None:
+        """The configured cache; None without Redis, with a TTL of 0, or after a Redis error."""
+        settings = get_settings()
+        if settings.redis_url is None or settings.row_cache_ttl_seconds == 0:
+            return None
+        url = settings.redis_url.get_secret_value()
+        if time.monotonic() < cls._paused_until.get(url, 0.0):
+            return None
+        return cls(url, settings.redis_key_prefix, settings.row_cache_ttl_seconds)
+
+    def key(
+        self,
+        *,
+        data_digest: bytes,
+        first_row: int,
+        shop: str,
+        platform: str | None,
+        mapping: dict[str, Any] | None,
+        currency: str | None,
+        encoding: str,
+    ) -> str:
+        """The entry of a chunk: its content and everything else its mapped rows depend on."""
+        inputs = orjson.dumps(
+            {
+                "format": FORMAT,
+                "code": code_digest(),
+                "data": data_digest.hex(),
+                "first_row": first_row,
+                "shop": shop,
+                "platform": platform,
+                "mapping": mapping,
+                "currency": currency,
+                "encoding": encoding,
+                "max_cell_chars": get_settings().max_cell_chars,
+            },
+            option=orjson.OPT_SORT_KEYS,
+        )
+        return f"{self.prefix}:rows:{hashlib.sha256(inputs).hexdigest()}"
+
+    def get(self, key: str) -> CachedChunk | None:
+        """The entry under `key`, or None when there is none or it cannot be read."""
+        try:
+            # Without decode_responses, redis-py returns bytes.
+            fields = cast(dict[bytes, bytes], self.client.hgetall(key))
+        except (redis.RedisError, OSError) as exc:
+            self._pause(self.url, exc)
+            return None
+        if not fields:
+            return None
+        try:
+            meta = orjson.loads(zlib.decompress(fields[_META]))
+            data = {name: zlib.decompress(fields[name.encode()]) for name in meta["sizes"]}
+            return CachedChunk(
+                platform=str(meta["platform"]),
+                imported_rows=int(meta["imported_rows"]),
+                rejected_rows=int(meta["rejected_rows"]),
+                rejected=list(meta["rejected"]),
+                copies=StagedCopies(data, {k: int(v) for k, v in meta["sizes"].items()}),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError, zlib.error) as exc:
+            logger.info("ignored an unreadable row cache entry (%s)", type(exc).__name__)
+            return None
+
+    def put(self, key: str, chunk: CachedChunk) -> None:
+        """Store an entry with the configured expiry; a failure only costs the next re-import."""
+        try:
+            meta = orjson.dumps(
+                {
+                    "platform": chunk.platform,
+                    "imported_rows": chunk.imported_rows,
+                    "rejected_rows": chunk.rejected_rows,
+                    "rejected": chunk.rejected,
+                    "sizes": chunk.copies.sizes,
+                }
+            )
+        except TypeError:
+            return  # a value orjson cannot write (a lone surrogate): this chunk goes uncached
+        # Level 1: six times smaller at ~15 ms for a 10,000-row chunk.
+        fields = {_META: zlib.compress(meta, 1)} | {
+            name.encode(): zlib.compress(data, 1) for name, data in chunk.copies.data.items()
+        }
+        try:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+                pipe.expire(key, self.ttl_seconds)
+                pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            self._pause(self.url, exc)
+
+    @classmethod
+    def _pause(cls, url: str, exc: BaseException) -> None:
+        with cls._lock:
+            if time.monotonic() >= cls._paused_until.get(url, 0.0):
+                logger.info(
+                    "row cache unavailable (%s): chunks are mapped afresh for %.0f s",
+                    type(exc).__name__,
+                    PAUSE_SECONDS,
+                )
+            cls._paused_until[url] = time.monotonic() + PAUSE_SECONDS

@@ -1,0 +1,198 @@
+"""The Redis row cache: a chunk imported again with the same inputs skips mapping, not the rules."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from pledgeflow.row_cache import RowCache
+from pledgeflow.settings import get_settings
+from pledgeflow.uploads import UploadResult
+from tests.conftest import use_write_path
+from tests.exports import backers, render
+from tests.helpers import import_path, table_contents, write_file
+from tests.services import free_port
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@pytest.fixture(autouse=True)
+def staged_path() -> Iterator[None]:
+    """The cache serves the COPY-staged path, the one PostgreSQL takes by default."""
+    use_write_path("auto")
+    yield
+    os.environ.pop("PLEDGEFLOW_WRITE_PATH", None)
+    get_settings.cache_clear()
+
+
+def from_cache(engine: Engine, result: UploadResult) -> list[bool]:
+    """Whether each chunk of the upload, in order, took its rows from the cache."""
+    with engine.connect() as conn:
+        return [
+            bool(flag)
+            for (flag,) in conn.execute(
+                text(
+                    "SELECT (stats ->> 'rows_from_cache')::boolean FROM csv_upload_chunk "
+                    "WHERE upload_id = :u ORDER BY chunk_index"
+                ),
+                {"u": result.upload_id},
+            )
+        ]
+
+
+def cache_keys(client: redis.Redis) -> list[bytes]:
+    return list(client.scan_iter(match=f"{get_settings().redis_key_prefix}:rows:*"))
+
+
+def counts(result: UploadResult) -> dict[str, dict[str, int]]:
+    return dict((result.stats or {})["tables"])
+
+
+def test_a_reimported_file_takes_every_chunk_from_the_cache_and_changes_nothing(
+    db: Engine, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    shop = "cache-reimport.example.com"  # the key holds the shop: no other test's entries
+    path = write_file(tmp_path, "k.csv", render("2020", backers(30, repeat_every=6)))
+
+    first = import_path(path, chunk_size=8, shop=shop)
+    stored = table_contents(db)
+    again = import_path(path, chunk_size=8, shop=shop)
+
+    assert first.status == again.status == "COMPLETED"
+    assert from_cache(db, first) == [False] * 4
+    assert from_cache(db, again) == [True] * 4
+    assert (again.imported_rows, again.rejected_rows) == (first.imported_rows, 0)
+    assert all(c["created"] == c["updated"] == c["deleted"] == 0 for c in counts(again).values())
+    assert counts(again)["pledge"]["unchanged"] == 30
+    assert table_contents(db) == stored
+    # Every entry expires within the configured time.
+    ttls = [redis_client.ttl(key) for key in cache_keys(redis_client)]
+    assert len(ttls) >= 4
+    assert all(0 < ttl <= get_settings().row_cache_ttl_seconds for ttl in ttls)
+
+
+def test_a_cached_chunk_rewrites_what_a_newer_upload_changed(db: Engine, tmp_path: Path) -> None:
+    shop = "cache-rewrite.example.com"
+    rows = backers(24, repeat_every=5)
+    changed = [
+        dataclasses.replace(b, status="dropped", addons=(0, 0), name=f"{b.name} Jr")
+        if b.number % 3 == 0
+        else b
+        for b in rows
+    ]
+    original = write_file(tmp_path, "a.csv", render("2020", rows))
+    newer = write_file(tmp_path, "b.csv", render("2020", changed))
+
+    import_path(original, chunk_size=8, shop=shop)
+    stored = table_contents(db)
+    import_path(newer, chunk_size=8, shop=shop)
+    assert table_contents(db) != stored
+    back = import_path(original, chunk_size=8, shop=shop)
+
+    assert back.status == "COMPLETED"
+    assert from_cache(db, back) == [True] * 3
+    # The cached rows went through the position rule and the guards like mapped ones.
+    assert counts(back)["pledge"]["updated"] == sum(1 for b in rows if b.number % 3 == 0)
+    assert counts(back)["inventory"]["created"] > 0
+    assert table_contents(db) == stored
+
+
+def test_a_changed_cell_misses_only_its_own_chunk(db: Engine, tmp_path: Path) -> None:
+    shop = "cache-one-cell.example.com"
+    rows = backers(24)
+    edited = [
+        dataclasses.replace(b, notes="leave at the door") if b.number == 12 else b for b in rows
+    ]
+    import_path(write_file(tmp_path, "a.csv", render("2020", rows)), chunk_size=8, shop=shop)
+
+    second = import_path(
+        write_file(tmp_path, "b.csv", render("2020", edited)), chunk_size=8, shop=shop
+    )
+
+    assert from_cache(db, second) == [True, False, True]
+    assert counts(second)["survey"]["updated"] == 1
+
+
+def test_the_key_holds_every_input_the_rows_depend_on(pg_url: str) -> None:
+    cache = RowCache.from_settings()
+    assert cache is not None
+    inputs: dict[str, Any] = {
+        "data_digest": b"\x01" * 32,
+        "first_row": 1,
+        "shop": "a.example.com",
+        "platform": "kickstarter",
+        "mapping": None,
+        "currency": None,
+        "encoding": "utf-8",
+    }
+    variations = {
+        "data_digest": b"\x02" * 32,
+        "first_row": 9,
+        "shop": "b.example.com",
+        "platform": "backerkit",
+        "mapping": {"email": "E-mail"},
+        "currency": "EUR",
+        "encoding": "latin-1",
+    }
+    base = cache.key(**inputs)
+    keys = {cache.key(**(inputs | {name: value})) for name, value in variations.items()}
+    assert base == cache.key(**inputs)
+    assert base not in keys
+    assert len(keys) == len(variations)
+    os.environ["PLEDGEFLOW_MAX_CELL_CHARS"] = "64"
+    get_settings.cache_clear()
+    try:
+        assert cache.key(**inputs) != base
+    finally:
+        os.environ.pop("PLEDGEFLOW_MAX_CELL_CHARS")
+        get_settings.cache_clear()
+
+
+def test_an_unreadable_entry_is_mapped_afresh(
+    db: Engine, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    shop = "cache-garbage.example.com"
+    path = write_file(tmp_path, "k.csv", render("2020", backers(16)))
+    before = set(cache_keys(redis_client))
+    import_path(path, chunk_size=8, shop=shop)
+    ours = set(cache_keys(redis_client)) - before
+    assert len(ours) == 2
+    for number, key in enumerate(sorted(ours)):
+        if number == 0:
+            redis_client.hset(key, "meta", b"not zlib at all")
+        else:
+            redis_client.hdel(key, "pf_stage_pledge")
+    stored = table_contents(db)
+
+    again = import_path(path, chunk_size=8, shop=shop)
+
+    assert again.status == "COMPLETED"
+    assert from_cache(db, again) == [False, False]
+    assert table_contents(db) == stored
+    assert all(c["created"] == c["updated"] == 0 for c in counts(again).values())
+
+
+def test_without_reachable_redis_chunks_are_mapped_and_imported(
+    db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_file(tmp_path, "k.csv", render("2020", backers(16)))
+    monkeypatch.setenv("PLEDGEFLOW_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    get_settings.cache_clear()
+    try:
+        first = import_path(path, chunk_size=8, shop="cache-down.example.com")
+        again = import_path(path, chunk_size=8, shop="cache-down.example.com")
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+
+    assert first.status == again.status == "COMPLETED"
+    assert from_cache(db, first) == from_cache(db, again) == [False, False]
+    assert counts(again)["pledge"]["unchanged"] == 16
