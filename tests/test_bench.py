@@ -15,13 +15,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
 from pledgeflow.baselines import load_hand_tuned, load_naive_orm, prepare_target
 from pledgeflow.synthetic import write_kickstarter_export
 from schemas.platforms import resolve_layout
-from tests.conftest import ADMIN_URL, DATA_TABLES
+from tests.conftest import ADMIN_URL, DATA_TABLES, REDIS_URL
 from tests.helpers import import_path, table_contents
 
 SHOP, PROJECT = "bench.example.com", "Benchmark Campaign"
@@ -99,9 +100,18 @@ def _bench_databases() -> set[str]:
         engine.dispose()
 
 
+def _bench_keys() -> set[bytes]:
+    """Redis keys of benchmark runs (each run's prefix is its database's name)."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return set(client.scan_iter(match="pledgeflow_bench_*"))
+    finally:
+        client.close()
+
+
 @pytest.mark.slow
 def test_bench_command_measures_every_path_and_leaves_no_database(tmp_path: Path) -> None:
-    before = _bench_databases()
+    before, keys_before = _bench_databases(), _bench_keys()
     out = tmp_path / "figures.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PLEDGEFLOW_"))}
     server = make_url(ADMIN_URL).render_as_string(hide_password=False)
@@ -110,7 +120,7 @@ def test_bench_command_measures_every_path_and_leaves_no_database(tmp_path: Path
         [
             *(sys.executable, "-P", "-m", "pledgeflow", "bench", "--rows", "600"),
             *("--chunk-size", "250", "--naive-rows", "50", "--workers-rows", "200"),
-            *("--server", server, "--json", str(out)),
+            *("--server", server, "--redis-url", REDIS_URL, "--json", str(out)),
         ],
         env=env,
         cwd=tmp_path,
@@ -126,6 +136,10 @@ def test_bench_command_measures_every_path_and_leaves_no_database(tmp_path: Path
     assert (first["status"], first["chunks"]) == ("COMPLETED", 3)
     assert first["imported_rows"] + first["rejected_rows"] == 600
     assert again["all_unchanged"] is True
+    # The re-import takes every chunk's rows from the row cache; the third import maps them.
+    uncached = figures["pipeline"]["reimport_uncached"]
+    assert (again["chunks_from_cache"], first["chunks_from_cache"]) == (3, 0)
+    assert (uncached["chunks_from_cache"], uncached["all_unchanged"]) == (0, True)
     assert figures["same_table_rows"] is True
     assert figures["naive_orm"]["rows"] == 50
     assert 0 <= first["orchestration_share"] <= 1
@@ -136,6 +150,7 @@ def test_bench_command_measures_every_path_and_leaves_no_database(tmp_path: Path
         "pipeline_vs_hand_tuned",
         "pipeline_vs_naive_orm",
         "reimport_speedup",
+        "reimport_uncached_speedup",
         "hand_tuned_reload_speedup",
     }
     workers = figures["workers"]
@@ -148,6 +163,7 @@ def test_bench_command_measures_every_path_and_leaves_no_database(tmp_path: Path
     assert "rows/s" in done.stdout
     assert "two workers at once" in done.stdout
     assert _bench_databases() == before
+    assert _bench_keys() == keys_before
 
 
 def _figures(rows: int, pipeline: float, hand: float, reimport: float) -> dict[str, object]:
@@ -161,6 +177,7 @@ def _figures(rows: int, pipeline: float, hand: float, reimport: float) -> dict[s
             "pipeline_vs_hand_tuned": round(pipeline / hand, 3),
             "pipeline_vs_naive_orm": 50.0,
             "reimport_speedup": reimport,
+            "reimport_uncached_speedup": reimport - 0.5,
         },
     }
 
@@ -177,3 +194,4 @@ def test_several_sizes_print_side_by_side_smallest_first() -> None:
     assert small[:4] == ["10,000", "2,500", "8,500", "0.29"]
     assert large[:4] == ["1,000,000", "7,500", "7,400", "1.01"]
     assert small[5] == "1.60x" and large[5] == "1.50x"
+    assert small[6] == "1.10x" and large[6] == "1.00x"
