@@ -16,9 +16,9 @@ from sqlalchemy.exc import DBAPIError
 
 from pledgeflow.database import get_engine, transaction
 from pledgeflow.failures import ChunkBusyError, ChunkDataError, is_transient
-from pledgeflow.row_cache import CachedChunk, RowCache
+from pledgeflow.row_cache import ChunkRows, RowCache
 from pledgeflow.settings import get_settings
-from pledgeflow.staged_upserts import StagedCopies, write_chunk_staged
+from pledgeflow.staged_upserts import StagedCopies, copy_encoding, write_chunk_staged
 from pledgeflow.transform import ChunkFrames, build_frames
 from pledgeflow.upserts import WriteCounts, WriteTarget, write_chunk
 from schemas.layout import Layout
@@ -172,10 +172,8 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
             .join(Project, Project.id == CsvUpload.project_id)
             .where(CsvUploadChunk.id == chunk_id)
         ).one()
-        key, cached, data = None, None, None
-        if cache is None:
-            data = chunk.data
-        else:
+        key = entry = None
+        if cache is not None:
             key = cache.key(
                 data_digest=chunk.digest,
                 first_row=chunk.first_row,
@@ -183,64 +181,52 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
                 platform=chunk.platform,
                 mapping=chunk.mapping,
                 currency=chunk.currency,
-                encoding=conn.connection.driver_connection.info.encoding,  # type: ignore[union-attr]
+                encoding=copy_encoding(conn),
             )
-            cached = cache.get(key)
-            if cached is None:
-                data = conn.scalar(select(CsvUploadChunk.data).where(CsvUploadChunk.id == chunk_id))
-    if cached is None:
-        frames, platform = _mapped(
-            data, chunk.platform, chunk.mapping, chunk.first_row, chunk.currency
-        )
-        rows: ChunkFrames | StagedCopies = frames
-        imported, rejected_rows, rejected = (
-            frames.imported_rows,
-            frames.rejected_rows,
-            frames.rejected,
-        )
-    else:
-        rows, platform = cached.copies, cached.platform
-        imported, rejected_rows, rejected = (
-            cached.imported_rows,
-            cached.rejected_rows,
-            cached.rejected,
-        )
+            entry = cache.get(key)
+        ready = entry
+        if ready is None:
+            data = (
+                chunk.data
+                if cache is None
+                else conn.scalar(select(CsvUploadChunk.data).where(CsvUploadChunk.id == chunk_id))
+            )
+            ready = _mapped(data, chunk.platform, chunk.mapping, chunk.first_row, chunk.currency)
     target = WriteTarget(
         shop=chunk.shop,
         project_id=chunk.project_id,
         upload_id=chunk.upload_id,
-        platform=platform,
+        platform=ready.platform,
     )
-    by_code = Counter(r["code"] for r in rejected)
     with transaction(engine) as tx:
-        counts, copies = _write(tx, target, rows)
+        counts, copies = _write(tx, target, ready.rows)
         tx.execute(
             update(CsvUploadChunk)
             .where(CsvUploadChunk.id == chunk_id)
             .values(
                 status=UploadStatus.COMPLETED,
-                imported_rows=imported,
-                rejected_rows=rejected_rows,
-                errors={"rejected": rejected, "error": None},
+                imported_rows=ready.imported_rows,
+                rejected_rows=ready.rejected_rows,
+                errors={"rejected": ready.rejected, "error": None},
                 stats={
                     "tables": counts.as_dict(),
-                    "by_code": dict(by_code),
+                    "by_code": dict(Counter(r["code"] for r in ready.rejected)),
                     "seconds": round(time.perf_counter() - started, 4),
                     # Which process wrote it: ops can tell workers (or Dask processes) apart.
                     "worker": f"{socket.gethostname()}:{os.getpid()}",
-                    "rows_from_cache": cached is not None,
+                    "rows_from_cache": entry is not None,
                 },
                 completed_at=now(),
             )
         )
-    if cache is not None and key is not None and cached is None and copies is not None:
-        cache.put(key, CachedChunk(platform, imported, rejected_rows, rejected, copies))
+    if cache is not None and key is not None and entry is None and copies is not None:
+        cache.put(key, ready, copies)
     return ChunkSummary(
         chunk_id=chunk_id,
         chunk_index=chunk.chunk_index,
         status=UploadStatus.COMPLETED.value,
-        imported_rows=imported,
-        rejected_rows=rejected_rows,
+        imported_rows=ready.imported_rows,
+        rejected_rows=ready.rejected_rows,
     )
 
 
@@ -250,14 +236,16 @@ def _mapped(
     mapping: dict[str, Any] | None,
     first_row: int,
     currency: str | None,
-) -> tuple[ChunkFrames, str]:
-    """The chunk's rows mapped and validated, and the platform its layout belongs to."""
+) -> ChunkRows:
+    """The chunk's rows mapped and validated, with the platform its layout belongs to."""
     headers = data.get("headers") if isinstance(data, dict) else None
     rows = data.get("rows") if isinstance(data, dict) else None
     if not isinstance(headers, list) or not isinstance(rows, list):
         raise ChunkDataError("malformed_chunk", "chunk data must be {headers: [...], rows: [...]}")
     layout = chunk_layout(headers, platform, mapping)
-    return build_frames(headers, rows, first_row, layout, currency), layout.platform
+    return ChunkRows.mapped(
+        build_frames(headers, rows, first_row, layout, currency), layout.platform
+    )
 
 
 def write_frames(conn: Connection, target: WriteTarget, frames: ChunkFrames) -> WriteCounts:

@@ -427,6 +427,17 @@ def _stage_frames(cursor: psycopg.Cursor[Any], frames: ChunkFrames) -> StagedCop
     return StagedCopies(data, sizes)
 
 
+def _psycopg(conn: Connection) -> psycopg.Connection[Any]:
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection), "the staged path runs on psycopg"
+    return raw
+
+
+def copy_encoding(conn: Connection) -> str:
+    """The encoding of the COPY data this connection sends (its client encoding)."""
+    return _psycopg(conn).info.encoding
+
+
 def write_chunk_staged(
     conn: Connection, target: WriteTarget, rows: ChunkFrames | StagedCopies
 ) -> tuple[WriteCounts, StagedCopies]:
@@ -441,8 +452,7 @@ def write_chunk_staged(
         "upload_id": target.upload_id,
         "platform": target.platform,
     }
-    raw = conn.connection.driver_connection
-    assert isinstance(raw, psycopg.Connection)
+    raw = _psycopg(conn)
 
     def run(sql: str) -> int:
         return int(conn.exec_driver_sql(sql, params).rowcount)

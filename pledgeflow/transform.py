@@ -71,6 +71,20 @@ def _unstorable_cell(cells: Sequence[str], max_chars: int) -> tuple[int, str]:
     raise ValueError("no unstorable cell in this row")
 
 
+def _text_cells(record: Sequence[object]) -> tuple[Sequence[str], str]:
+    """A row's cells as text, and joined for the one-pass checks of `build_frames`.
+
+    A web app's JSON may hold numbers or nulls, or a row that is a string or an object (whose
+    characters or keys then count as cells, and the row is rejected on its own)."""
+    if isinstance(record, list | tuple):
+        try:
+            return record, "".join(record)  # one pass in C when every cell is text
+        except TypeError:
+            pass
+    cells = ["" if cell is None else str(cell) for cell in record]
+    return cells, "".join(cells)
+
+
 def build_frames(
     headers: Sequence[str],
     rows: Sequence[Sequence[object]],
@@ -88,15 +102,7 @@ def build_frames(
     kept_rows: list[int] = []
     for offset, record in enumerate(rows):
         row_number = first_row + offset
-        cells: Sequence[str]
-        try:
-            if not isinstance(record, list | tuple):
-                raise TypeError  # a web app's row may be a string or an object: one per cell
-            joined = "".join(record)  # TypeError if any cell is not text
-            cells = record
-        except TypeError:  # a web app's JSON may hold numbers or nulls
-            cells = ["" if cell is None else str(cell) for cell in record]
-            joined = "".join(cells)
+        cells, joined = _text_cells(record)
         if len(cells) < width:
             rejected.append(rejection(row_number, headers[len(cells)], "", "short_record"))
             continue
