@@ -154,27 +154,28 @@ def _positioned(
     position: tuple[str, str],
     advance: bool,
 ) -> str:
-    """One statement of the position rule. With `advance`: insert new keys and move the position
-    of rows from an earlier position whose content is equal (marked `a`, unchanged). Without:
-    rewrite the rows left over (`state IS NULL`) that come from an earlier position and differ
-    (marked `u`). The first statement locks every existing key of the chunk, in key order, so
-    the second sees the rows exactly as the first classified them."""
+    """One statement of the position rule over the staged rows not yet handled (`state IS
+    NULL`). With `advance`: insert new keys and move the position of rows from an earlier
+    position whose content is equal (marked `a`, unchanged). Without: rewrite the rows left over
+    that come from an earlier position and differ (marked `u`). The first statement locks every
+    existing key it reads, in key order, so the second sees the rows exactly as the first
+    classified them."""
     content = list(compared)
     if advance:
         assign: Sequence[str] = position
         guard = f"{_row('t.', content)} IS NOT DISTINCT FROM {_row('excluded.', content)}"
-        source_filter, mark = "", "a"
+        mark = "a"
     else:
         assign = (*content, *position)
         guard = f"{_row('t.', content)} IS DISTINCT FROM {_row('excluded.', content)}"
-        source_filter, mark = "WHERE s.state IS NULL", "u"
+        mark = "u"
     # A pledge keeps the backer id it was written with; surveys take it from there.
     backer = ", t.backer_id" if "backer_id" in values else ""
     keep = ", backer_id = w.backer_id" if backer else ""
     return f"""
 WITH w AS (
     INSERT INTO {table} AS t ({", ".join(values)})
-    SELECT {", ".join(values.values())} FROM {source} {source_filter}
+    SELECT {", ".join(values.values())} FROM {source} WHERE s.state IS NULL
     ORDER BY s.{key}
     ON CONFLICT ({conflict}) DO UPDATE
     SET {", ".join(f"{c} = excluded.{c}" for c in assign)}
@@ -207,6 +208,16 @@ BACKER_STATEMENTS = tuple(
     )
     for advance in (True, False)
 )
+# New backers first, without touching existing ones: their ids are what the pledges need.
+BACKER_INSERT = f"""
+WITH w AS (
+    INSERT INTO backer AS t ({", ".join(BACKER_VALUES)})
+    SELECT {", ".join(BACKER_VALUES.values())} FROM {STAGE_BACKER.name} s ORDER BY s.email
+    ON CONFLICT (shop, email) DO NOTHING
+    RETURNING t.id, t.email
+)
+UPDATE {STAGE_BACKER.name} s SET id = w.id, state = 'c' FROM w WHERE s.email = w.email
+"""
 BACKER_IDS = f"""
 UPDATE {STAGE_BACKER.name} s SET id = (
     SELECT b.id FROM backer b WHERE b.shop = %(shop)s AND b.email = s.email)
@@ -474,15 +485,19 @@ def write_chunk_staged(
         run(PRODUCT_PROBE)
         if run(PRODUCT_UPSERT) < products:
             run(PRODUCT_IDS)
-    for (first, second), ids, size in (
-        (BACKER_STATEMENTS, BACKER_IDS, backers),
-        (PLEDGE_STATEMENTS, PLEDGE_HELD, pledges),
-    ):
-        handled = run(first) if size else 0
-        if handled < size:
-            handled += run(second)
-        if handled < size:
-            run(ids)
+    # Chunks of an upload share backers. New ones are inserted first (their ids are what the
+    # pledges need) and existing ones are read without a lock; the existing ones are advanced or
+    # rewritten last, so a chunk holds their locks only for the end of its transaction instead
+    # of making every chunk that shares one wait for its whole write.
+    new_backers = run(BACKER_INSERT) if backers else 0
+    if new_backers < backers:
+        run(BACKER_IDS)
+    advance, rewrite = PLEDGE_STATEMENTS
+    handled = run(advance) if pledges else 0
+    if handled < pledges:
+        handled += run(rewrite)
+    if handled < pledges:
+        run(PLEDGE_HELD)
     inventory = TableCounts()
     if pledges:
         run(SURVEY_PROBE)
@@ -496,6 +511,10 @@ def write_chunk_staged(
             wanted = conn.exec_driver_sql(INVENTORY_WANTED).scalar_one()
             inventory.created, inventory.updated = created, updated
             inventory.unchanged = wanted - created - updated
+    if new_backers < backers:
+        advance, rewrite = BACKER_STATEMENTS
+        if new_backers + run(advance) < backers:
+            run(rewrite)
     counts = WriteCounts()
     for name, sql in COUNTS:
         created, updated, total = conn.exec_driver_sql(sql).one()
