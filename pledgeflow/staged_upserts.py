@@ -7,8 +7,10 @@ held pledge's inventory is replaced. What changes is the cost:
 
 - the canonical rows travel by COPY into `ON COMMIT DELETE ROWS` temporary tables that live as
   long as the pooled connection, and every table is written by `INSERT … SELECT … ON CONFLICT`
-  statements in dependency order (products, backers, pledges, surveys, inventory), keys sorted so
-  that concurrent chunks take row locks in one order and cannot deadlock;
+  statements in dependency order (products, new backers, pledges, surveys, inventory, then the
+  backers that existed before the chunk), keys sorted so that concurrent chunks take row locks
+  in one order and cannot deadlock; existing backers come last because chunks share them, and a
+  lock taken last is held for the end of the transaction only;
 - ids are found by index probes (`ON CONFLICT`, `RETURNING`, or a scalar subquery per staged
   row), never by a join the planner could turn into a scan of a whole table;
 - counts come from the statements themselves (`RETURNING (xmax = 0)`);
