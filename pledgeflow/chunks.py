@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Text, cast, func, or_, select, update
+from sqlalchemy import Connection, Engine, Row, Text, cast, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from pledgeflow.database import get_engine, transaction
@@ -172,26 +172,56 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
             .join(Project, Project.id == CsvUpload.project_id)
             .where(CsvUploadChunk.id == chunk_id)
         ).one()
-        key = entry = None
-        if cache is not None:
-            key = cache.key(
-                data_digest=chunk.digest,
-                first_row=chunk.first_row,
-                shop=chunk.shop,
-                platform=chunk.platform,
-                mapping=chunk.mapping,
-                currency=chunk.currency,
-                encoding=copy_encoding(conn),
-            )
-            entry = cache.get(key)
-        ready = entry
-        if ready is None:
-            data = (
-                chunk.data
-                if cache is None
-                else conn.scalar(select(CsvUploadChunk.data).where(CsvUploadChunk.id == chunk_id))
-            )
-            ready = _mapped(data, chunk.platform, chunk.mapping, chunk.first_row, chunk.currency)
+        encoding = copy_encoding(conn) if cache else ""
+
+    def mapped() -> ChunkRows:
+        if cache is None:
+            data = chunk.data
+        else:
+            with engine.connect() as conn:
+                data = conn.scalar(select(CsvUploadChunk.data).where(CsvUploadChunk.id == chunk_id))
+        return _mapped(data, chunk.platform, chunk.mapping, chunk.first_row, chunk.currency)
+
+    key = entry = None
+    if cache is not None:
+        key = cache.key(
+            data_digest=chunk.digest,
+            first_row=chunk.first_row,
+            shop=chunk.shop,
+            platform=chunk.platform,
+            mapping=chunk.mapping,
+            currency=chunk.currency,
+            encoding=encoding,
+        )
+        entry = cache.get(key)
+    ready = entry or mapped()
+    try:
+        copies = _complete(engine, chunk_id, chunk, ready, started, keep=cache is not None)
+    except Exception as exc:
+        if cache is None or key is None or entry is None or is_transient(exc):
+            raise
+        # The database refused what the cache held: forget it and map the chunk instead.
+        logger.info("chunk %s: cached rows refused (%s), mapping it", chunk_id, type(exc).__name__)
+        cache.forget(key)
+        entry = None
+        ready = mapped()
+        copies = _complete(engine, chunk_id, chunk, ready, started, keep=True)
+    if cache is not None and key is not None and entry is None and copies is not None:
+        cache.put(key, ready, copies)
+    return ChunkSummary(
+        chunk_id=chunk_id,
+        chunk_index=chunk.chunk_index,
+        status=UploadStatus.COMPLETED.value,
+        imported_rows=ready.imported_rows,
+        rejected_rows=ready.rejected_rows,
+    )
+
+
+def _complete(
+    engine: Engine, chunk_id: int, chunk: Row[Any], ready: ChunkRows, started: float, *, keep: bool
+) -> StagedCopies | None:
+    """Write the chunk's rows and mark it COMPLETED in one transaction; return the COPY data
+    its rows went as, when `keep` asks for it and the staged path wrote them."""
     target = WriteTarget(
         shop=chunk.shop,
         project_id=chunk.project_id,
@@ -199,7 +229,7 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
         platform=ready.platform,
     )
     with transaction(engine) as tx:
-        counts, copies = _write(tx, target, ready.rows)
+        counts, copies = _write(tx, target, ready.rows, keep=keep)
         tx.execute(
             update(CsvUploadChunk)
             .where(CsvUploadChunk.id == chunk_id)
@@ -214,20 +244,12 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
                     "seconds": round(time.perf_counter() - started, 4),
                     # Which process wrote it: ops can tell workers (or Dask processes) apart.
                     "worker": f"{socket.gethostname()}:{os.getpid()}",
-                    "rows_from_cache": entry is not None,
+                    "rows_from_cache": isinstance(ready.rows, StagedCopies),
                 },
                 completed_at=now(),
             )
         )
-    if cache is not None and key is not None and entry is None and copies is not None:
-        cache.put(key, ready, copies)
-    return ChunkSummary(
-        chunk_id=chunk_id,
-        chunk_index=chunk.chunk_index,
-        status=UploadStatus.COMPLETED.value,
-        imported_rows=ready.imported_rows,
-        rejected_rows=ready.rejected_rows,
-    )
+    return copies
 
 
 def _mapped(
@@ -251,14 +273,14 @@ def _mapped(
 def write_frames(conn: Connection, target: WriteTarget, frames: ChunkFrames) -> WriteCounts:
     """Write a chunk's frames on the path the settings and the database call for: COPY and
     set-based upserts on PostgreSQL, multi-row upserts elsewhere (same rules, same counts)."""
-    return _write(conn, target, frames)[0]
+    return _write(conn, target, frames, keep=False)[0]
 
 
 def _write(
-    conn: Connection, target: WriteTarget, rows: ChunkFrames | StagedCopies
+    conn: Connection, target: WriteTarget, rows: ChunkFrames | StagedCopies, *, keep: bool
 ) -> tuple[WriteCounts, StagedCopies | None]:
     if isinstance(rows, StagedCopies) or _writes_staged(conn.dialect.name):
-        return write_chunk_staged(conn, target, rows)
+        return write_chunk_staged(conn, target, rows, keep=keep)
     return write_chunk(conn, target, rows), None
 
 

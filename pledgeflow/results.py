@@ -82,7 +82,9 @@ def chunk_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
 
 def redis_url_shown(url: str) -> str:
     """A Redis URL fit for logs and reports: its password masked."""
-    scheme, _, rest = url.partition("://")
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return "(a Redis URL that is not one)"
     return (
         make_url(f"redis+x://{rest}")
         .render_as_string(hide_password=True)

@@ -8,13 +8,16 @@ runs, so the database rules (upserts, positions, no-op guards, counts) hold unch
 
 Entries expire (`PLEDGEFLOW_ROW_CACHE_TTL_SECONDS`, 0 turns the cache off) and hold backers'
 details, as the database does; keys are digests and name no one. Redis is an accelerator here:
-when it fails or an entry cannot be read, the chunk is mapped as if the cache were empty.
+when it fails or an entry cannot be read or written with, the chunk is mapped as if the cache
+were empty.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import platform
 import threading
 import time
 import zlib
@@ -23,12 +26,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import orjson
+import pandas as pd
+import pandera
+import psycopg
 import redis
 
 import schemas
 from pledgeflow.settings import get_settings
-from pledgeflow.staged_upserts import StagedCopies
+from pledgeflow.staged_upserts import STAGES, StagedCopies
 from pledgeflow.transform import ChunkFrames
 
 logger = logging.getLogger(__name__)
@@ -57,15 +64,22 @@ class ChunkRows:
         return cls(frames, platform, frames.imported_rows, frames.rejected_rows, frames.rejected)
 
 
-@lru_cache(maxsize=1)
-def code_digest() -> str:
-    """A digest of pledgeflow's source files: entries written by other code are never read."""
+def _code_digest() -> str:
+    """A digest of the code that maps rows: pledgeflow's source files as this process loaded
+    them, and the versions of the libraries that parse and format values."""
     digest = hashlib.sha256()
     for package in (Path(__file__).parent, Path(schemas.__file__).parent):
         for path in sorted(package.rglob("*.py")):
             digest.update(path.relative_to(package.parent).as_posix().encode())
             digest.update(path.read_bytes())
+    versions = (platform.python_version(), pd.__version__, np.__version__, pandera.__version__)
+    digest.update(repr((*versions, psycopg.__version__)).encode())
     return digest.hexdigest()
+
+
+# Read at import: code replaced on disk under a running process does not relabel its output.
+CODE_DIGEST = _code_digest()
+STAGE_NAMES = frozenset(stage.name for stage in STAGES)
 
 
 @lru_cache(maxsize=4)
@@ -108,10 +122,11 @@ class RowCache:
         encoding: str,
     ) -> str:
         """The entry of a chunk: its content and everything else its mapped rows depend on."""
-        inputs = orjson.dumps(
+        # The json module: a mapping read from PostgreSQL may hold what orjson refuses.
+        inputs = json.dumps(
             {
                 "format": FORMAT,
-                "code": code_digest(),
+                "code": CODE_DIGEST,
                 "data": data_digest.hex(),
                 "first_row": first_row,
                 "shop": shop,
@@ -121,9 +136,9 @@ class RowCache:
                 "encoding": encoding,
                 "max_cell_chars": get_settings().max_cell_chars,
             },
-            option=orjson.OPT_SORT_KEYS,
+            sort_keys=True,
         )
-        return f"{self.prefix}:rows:{hashlib.sha256(inputs).hexdigest()}"
+        return f"{self.prefix}:rows:{hashlib.sha256(inputs.encode()).hexdigest()}"
 
     def get(self, key: str) -> ChunkRows | None:
         """The entry under `key`, or None when there is none or it cannot be read."""
@@ -137,17 +152,30 @@ class RowCache:
             return None
         try:
             meta = orjson.loads(zlib.decompress(fields[_META]))
-            data = {name: zlib.decompress(fields[name.encode()]) for name in meta["sizes"]}
+            sizes = {str(name): int(size) for name, size in meta["sizes"].items()}
+            rejected = list(meta["rejected"])
+            if set(sizes) != STAGE_NAMES or not all(
+                isinstance(r, dict) and isinstance(r.get("code"), str) for r in rejected
+            ):
+                raise ValueError("an entry of another shape")
+            data = {name: zlib.decompress(fields[name.encode()]) for name in sizes}
             return ChunkRows(
-                rows=StagedCopies(data, {k: int(v) for k, v in meta["sizes"].items()}),
+                rows=StagedCopies(data, sizes),
                 platform=str(meta["platform"]),
                 imported_rows=int(meta["imported_rows"]),
                 rejected_rows=int(meta["rejected_rows"]),
-                rejected=list(meta["rejected"]),
+                rejected=rejected,
             )
         except (KeyError, TypeError, ValueError, AttributeError, zlib.error) as exc:
             logger.info("ignored an unreadable row cache entry (%s)", type(exc).__name__)
             return None
+
+    def forget(self, key: str) -> None:
+        """Drop an entry the database refused, so that no later import of the chunk reads it."""
+        try:
+            self.client.delete(key)
+        except (redis.RedisError, OSError) as exc:
+            self._pause(self.url, exc)
 
     def put(self, key: str, chunk: ChunkRows, copies: StagedCopies) -> None:
         """Store a chunk's entry, `copies` being the COPY data its rows were written with, with
@@ -164,11 +192,11 @@ class RowCache:
             )
         except TypeError:
             return  # a value orjson cannot write (a lone surrogate): this chunk goes uncached
-        # Level 1: six times smaller at ~15 ms for a 10,000-row chunk.
-        fields = {_META: zlib.compress(meta, 1)} | {
-            name.encode(): zlib.compress(data, 1) for name, data in copies.data.items()
-        }
         try:
+            # Level 1: six times smaller at ~15 ms for a 10,000-row chunk.
+            fields = {_META: zlib.compress(meta, 1)} | {
+                name.encode(): zlib.compress(data, 1) for name, data in copies.data.items()
+            }
             with self.client.pipeline(transaction=True) as pipe:
                 pipe.delete(key)
                 pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
@@ -176,6 +204,9 @@ class RowCache:
                 pipe.execute()
         except (redis.RedisError, OSError) as exc:
             self._pause(self.url, exc)
+        except MemoryError:
+            # The chunk has committed already: an entry it could not store is only a miss.
+            logger.info("a chunk's row cache entry was too large to store")
 
     @classmethod
     def _pause(cls, url: str, exc: BaseException) -> None:

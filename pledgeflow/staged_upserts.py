@@ -419,7 +419,9 @@ def _pledge_rows(frames: ChunkFrames) -> Iterable[tuple[Any, ...]]:
     return _values(joined, STAGE_PLEDGE.columns)
 
 
-def _stage_frames(cursor: psycopg.Cursor[Any], frames: ChunkFrames) -> StagedCopies:
+def _stage_frames(
+    cursor: psycopg.Cursor[Any], frames: ChunkFrames, *, keep: bool
+) -> StagedCopies | None:
     rows = {
         STAGE_PRODUCT.name: _values(frames.products, STAGE_PRODUCT.columns),
         STAGE_BACKER.name: _values(frames.backers, STAGE_BACKER.columns),
@@ -428,16 +430,22 @@ def _stage_frames(cursor: psycopg.Cursor[Any], frames: ChunkFrames) -> StagedCop
     }
     data: dict[str, bytes] = {}
     for stage in STAGES:
-        kept = bytearray()
+        kept = bytearray() if keep else None
         _copy(cursor, stage, rows[stage.name], kept)
-        data[stage.name] = bytes(kept)
-    sizes = {
+        if kept is not None:
+            data[stage.name] = bytes(kept)
+    if not keep:
+        return None
+    return StagedCopies(data, _sizes(frames))
+
+
+def _sizes(frames: ChunkFrames) -> dict[str, int]:
+    return {
         STAGE_PRODUCT.name: len(frames.products),
         STAGE_BACKER.name: len(frames.backers),
         STAGE_PLEDGE.name: len(frames.pledges),
         STAGE_INVENTORY.name: len(frames.inventory),
     }
-    return StagedCopies(data, sizes)
 
 
 def _psycopg(conn: Connection) -> psycopg.Connection[Any]:
@@ -452,13 +460,13 @@ def copy_encoding(conn: Connection) -> str:
 
 
 def write_chunk_staged(
-    conn: Connection, target: WriteTarget, rows: ChunkFrames | StagedCopies
-) -> tuple[WriteCounts, StagedCopies]:
+    conn: Connection, target: WriteTarget, rows: ChunkFrames | StagedCopies, *, keep: bool = False
+) -> tuple[WriteCounts, StagedCopies | None]:
     """Write all five tables for one chunk through COPY and set-based upserts, inside `conn`'s
     transaction, with the same rules and counts as `pledgeflow.upserts.write_chunk`.
 
-    `rows` is the chunk's frames, or the COPY data an earlier write of the same rows returned;
-    either way the statements after the COPY are the same."""
+    `rows` is the chunk's frames, or the COPY data an earlier write of the same rows returned
+    (with `keep`, for frames); either way the statements after the COPY are the same."""
     params = {
         "shop": target.shop,
         "project_id": target.project_id,
@@ -475,13 +483,16 @@ def write_chunk_staged(
     conn.exec_driver_sql("SET LOCAL jit = off")
     conn.exec_driver_sql(CREATE_STAGES)
     with raw.cursor() as cursor:
+        copies: StagedCopies | None
         if isinstance(rows, StagedCopies):
             copies = rows
             for stage in STAGES:
                 _copy(cursor, stage, copies.data[stage.name])
+            sizes = rows.sizes
         else:
-            copies = _stage_frames(cursor, rows)
-    products, backers, pledges, inventory_rows = (copies.sizes[stage.name] for stage in STAGES)
+            copies = _stage_frames(cursor, rows, keep=keep)
+            sizes = _sizes(rows)
+    products, backers, pledges, inventory_rows = (sizes[stage.name] for stage in STAGES)
 
     if products:
         run(PRODUCT_PROBE)

@@ -155,6 +155,9 @@ def test_bench_command_measures_every_path_and_leaves_no_database(tmp_path: Path
     }
     workers = figures["workers"]
     assert workers["all_completed"] is True
+    # Both measurements are first imports: none of their chunks comes from the row cache.
+    assert workers["one_worker"]["chunks_from_cache"] == 0
+    assert workers["two_workers"]["chunks_from_cache"] == 0
     assert workers["same_tables"] is True
     # Both uploads landed: each file's pledges, in two shops, under one worker and under two.
     pledges, _ = workers["one_worker"]["tables"]["pledge"]

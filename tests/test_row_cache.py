@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,14 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 @pytest.fixture(autouse=True)
 def staged_path() -> Iterator[None]:
-    """The cache serves the COPY-staged path, the one PostgreSQL takes by default."""
+    """The cache serves the COPY-staged path, the one PostgreSQL takes by default; a Redis error
+    seen by an earlier test must not leave it paused."""
     use_write_path("auto")
+    RowCache._paused_until.clear()
     yield
     os.environ.pop("PLEDGEFLOW_WRITE_PATH", None)
     get_settings.cache_clear()
+    RowCache._paused_until.clear()
 
 
 def from_cache(engine: Engine, result: UploadResult) -> list[bool]:
@@ -56,11 +60,30 @@ def counts(result: UploadResult) -> dict[str, dict[str, int]]:
     return dict((result.stats or {})["tables"])
 
 
+def chunk_reports(engine: Engine, result: UploadResult) -> list[tuple[Any, ...]]:
+    """Each chunk's counters, rejected rows and counts by reason, in order."""
+    with engine.connect() as conn:
+        return [
+            tuple(row)
+            for row in conn.execute(
+                text(
+                    "SELECT imported_rows, rejected_rows, CAST(errors AS TEXT), "
+                    "CAST(stats -> 'by_code' AS TEXT) FROM csv_upload_chunk "
+                    "WHERE upload_id = :u ORDER BY chunk_index"
+                ),
+                {"u": result.upload_id},
+            )
+        ]
+
+
 def test_a_reimported_file_takes_every_chunk_from_the_cache_and_changes_nothing(
     db: Engine, tmp_path: Path, redis_client: redis.Redis
 ) -> None:
     shop = "cache-reimport.example.com"  # the key holds the shop: no other test's entries
-    path = write_file(tmp_path, "k.csv", render("2020", backers(30, repeat_every=6)))
+    rows = backers(30, repeat_every=6)
+    rows[4] = dataclasses.replace(rows[4], email="")  # missing_email in the first chunk
+    rows[20] = dataclasses.replace(rows[20], pledged_at="not a date")  # invalid_date
+    path = write_file(tmp_path, "k.csv", render("2020", rows))
 
     first = import_path(path, chunk_size=8, shop=shop)
     stored = table_contents(db)
@@ -69,9 +92,12 @@ def test_a_reimported_file_takes_every_chunk_from_the_cache_and_changes_nothing(
     assert first.status == again.status == "COMPLETED"
     assert from_cache(db, first) == [False] * 4
     assert from_cache(db, again) == [True] * 4
-    assert (again.imported_rows, again.rejected_rows) == (first.imported_rows, 0)
+    assert (again.imported_rows, again.rejected_rows) == (first.imported_rows, 2) == (28, 2)
+    # Rejected rows keep their file row numbers, columns and codes.
+    assert chunk_reports(db, again) == chunk_reports(db, first)
+    assert again.errors == first.errors
     assert all(c["created"] == c["updated"] == c["deleted"] == 0 for c in counts(again).values())
-    assert counts(again)["pledge"]["unchanged"] == 30
+    assert counts(again)["pledge"]["unchanged"] == 28
     assert table_contents(db) == stored
     # Every entry expires within the configured time.
     ttls = [redis_client.ttl(key) for key in cache_keys(redis_client)]
@@ -119,6 +145,51 @@ def test_a_changed_cell_misses_only_its_own_chunk(db: Engine, tmp_path: Path) ->
 
     assert from_cache(db, second) == [True, False, True]
     assert counts(second)["survey"]["updated"] == 1
+
+
+def test_another_project_currency_misses_the_cache(db: Engine, tmp_path: Path) -> None:
+    shop = "cache-currency.example.com"
+    # Bare amounts and no reward tier (whose shipping cell names USD): the project decides.
+    rows = [dataclasses.replace(b, pledge="25.00", tier=None) for b in backers(8)]
+    path = write_file(tmp_path, "k.csv", render("2020", rows))
+    import_path(path, chunk_size=8, shop=shop, project="Dollars", currency="USD")
+
+    euros = import_path(path, chunk_size=8, shop=shop, project="Euros", currency="EUR")
+    again = import_path(path, chunk_size=8, shop=shop, project="Euros", currency="EUR")
+
+    assert from_cache(db, euros) == [False]
+    assert from_cache(db, again) == [True]
+    with db.connect() as conn:
+        currencies: dict[str, str] = dict(
+            conn.execute(
+                text(
+                    "SELECT j.name, min(p.currency) FROM pledge p "
+                    "JOIN project j ON j.id = p.project_id GROUP BY j.name"
+                )
+            ).all()
+        )
+    assert currencies == {"Dollars": "USD", "Euros": "EUR"}
+
+
+def test_cached_rows_the_database_refuses_are_mapped_and_replaced(
+    db: Engine, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    shop = "cache-refused.example.com"
+    path = write_file(tmp_path, "k.csv", render("2020", backers(8)))
+    before = set(cache_keys(redis_client))
+    import_path(path, chunk_size=8, shop=shop)
+    (key,) = set(cache_keys(redis_client)) - before
+    # A well-formed entry whose pledge rows COPY cannot read (too few columns).
+    redis_client.hset(key, "pf_stage_pledge", zlib.compress(b"only\tthree\tcolumns\n"))
+    stored = table_contents(db)
+
+    repaired = import_path(path, chunk_size=8, shop=shop)
+    again = import_path(path, chunk_size=8, shop=shop)
+
+    assert repaired.status == again.status == "COMPLETED"
+    assert from_cache(db, repaired) == [False]
+    assert from_cache(db, again) == [True]
+    assert table_contents(db) == stored
 
 
 def test_the_key_holds_every_input_the_rows_depend_on(pg_url: str) -> None:
