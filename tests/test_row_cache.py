@@ -56,6 +56,16 @@ def cache_keys(client: redis.Redis) -> list[bytes]:
     return list(client.scan_iter(match=f"{get_settings().redis_key_prefix}:rows:*"))
 
 
+def import_new_entries(
+    client: redis.Redis, rows: int, shop: str, tmp_path: Path
+) -> tuple[Path, set[bytes]]:
+    """Import a file of `rows` rows in 8-row chunks; the file and the cache keys it added."""
+    path = write_file(tmp_path, "k.csv", render("2020", backers(rows)))
+    before = set(cache_keys(client))
+    import_path(path, chunk_size=8, shop=shop)
+    return path, set(cache_keys(client)) - before
+
+
 def counts(result: UploadResult) -> dict[str, dict[str, int]]:
     return dict((result.stats or {})["tables"])
 
@@ -175,10 +185,7 @@ def test_cached_rows_the_database_refuses_are_mapped_and_replaced(
     db: Engine, tmp_path: Path, redis_client: redis.Redis
 ) -> None:
     shop = "cache-refused.example.com"
-    path = write_file(tmp_path, "k.csv", render("2020", backers(8)))
-    before = set(cache_keys(redis_client))
-    import_path(path, chunk_size=8, shop=shop)
-    (key,) = set(cache_keys(redis_client)) - before
+    path, (key,) = import_new_entries(redis_client, 8, shop, tmp_path)
     # A well-formed entry whose pledge rows COPY cannot read (too few columns).
     redis_client.hset(key, "pf_stage_pledge", zlib.compress(b"only\tthree\tcolumns\n"))
     stored = table_contents(db)
@@ -231,10 +238,7 @@ def test_an_unreadable_entry_is_mapped_afresh(
     db: Engine, tmp_path: Path, redis_client: redis.Redis
 ) -> None:
     shop = "cache-garbage.example.com"
-    path = write_file(tmp_path, "k.csv", render("2020", backers(16)))
-    before = set(cache_keys(redis_client))
-    import_path(path, chunk_size=8, shop=shop)
-    ours = set(cache_keys(redis_client)) - before
+    path, ours = import_new_entries(redis_client, 16, shop, tmp_path)
     assert len(ours) == 2
     for number, key in enumerate(sorted(ours)):
         if number == 0:
