@@ -41,7 +41,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from pledgeflow.baselines import load_hand_tuned, load_naive_orm, prepare_target
-from pledgeflow.bench_workers import measure_workers, stop_process
+from pledgeflow.bench_workers import chunks_from_cache, measure_workers, stop_process
 from pledgeflow.migrations.runner import alembic_config
 from pledgeflow.results import redis_url_shown
 from pledgeflow.synthetic import write_kickstarter_export
@@ -262,13 +262,7 @@ def measure_pipeline(path: Path, chunk_size: int) -> dict[str, Any]:
                 {"u": upload_id},
             )
         ]
-        from_cache = conn.execute(
-            text(
-                "SELECT count(*) FROM csv_upload_chunk WHERE upload_id = :u "
-                "AND (stats ->> 'rows_from_cache')::boolean"
-            ),
-            {"u": upload_id},
-        ).scalar_one()
+        from_cache = chunks_from_cache(conn, upload_id)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     flow_seconds = finished - staged
     busy = _union_seconds([(max(s, staged), min(e, finished)) for s, e in spans])

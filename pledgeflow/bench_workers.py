@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, func, select, text
 
 from pledgeflow.synthetic import write_kickstarter_export
+from schemas.tables import CsvUploadChunk
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: prefect.yaml and flows/
 POOL = "pledgeflow-process"  # the work pool prefect.yaml deploys to
@@ -73,6 +74,14 @@ def content_digests(engine: Engine) -> dict[str, tuple[int, str]]:
             ).one()
             out[table] = (int(count), str(digest))
     return out
+
+
+def chunks_from_cache(conn: Connection, upload_id: int | None = None) -> int:
+    """How many chunks (of one upload, or of all) took their rows from the row cache."""
+    query = select(func.count()).where(CsvUploadChunk.stats["rows_from_cache"].as_boolean())
+    if upload_id is not None:
+        query = query.where(CsvUploadChunk.upload_id == upload_id)
+    return int(conn.execute(query).scalar_one())
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path, timeout: float, what: str) -> str:
@@ -236,12 +245,7 @@ def measure_workers(
             measured = _run_uploads(api, upload_ids, timeout=60 + rows * len(files) / 500)
         measured["tables"] = content_digests(engine)
         with engine.connect() as conn:
-            measured["chunks_from_cache"] = conn.execute(
-                text(
-                    "SELECT count(*) FROM csv_upload_chunk "
-                    "WHERE (stats ->> 'rows_from_cache')::boolean"
-                )
-            ).scalar_one()
+            measured["chunks_from_cache"] = chunks_from_cache(conn)
         measured["rows_per_second"] = round(rows * len(files) / measured["seconds"], 1)
         figures[label] = measured
     one, two = figures["one_worker"], figures["two_workers"]

@@ -421,31 +421,25 @@ def _pledge_rows(frames: ChunkFrames) -> Iterable[tuple[Any, ...]]:
 
 def _stage_frames(
     cursor: psycopg.Cursor[Any], frames: ChunkFrames, *, keep: bool
-) -> StagedCopies | None:
-    rows = {
-        STAGE_PRODUCT.name: _values(frames.products, STAGE_PRODUCT.columns),
-        STAGE_BACKER.name: _values(frames.backers, STAGE_BACKER.columns),
-        STAGE_PLEDGE.name: _pledge_rows(frames),
-        STAGE_INVENTORY.name: _values(frames.inventory, STAGE_INVENTORY.columns),
+) -> tuple[dict[str, int], StagedCopies | None]:
+    """COPY the frames into the stages; the rows per stage, and with `keep` the bytes sent."""
+    staged = {
+        STAGE_PRODUCT.name: (_values(frames.products, STAGE_PRODUCT.columns), frames.products),
+        STAGE_BACKER.name: (_values(frames.backers, STAGE_BACKER.columns), frames.backers),
+        STAGE_PLEDGE.name: (_pledge_rows(frames), frames.pledges),
+        STAGE_INVENTORY.name: (
+            _values(frames.inventory, STAGE_INVENTORY.columns),
+            frames.inventory,
+        ),
     }
+    sizes = {name: len(frame) for name, (_, frame) in staged.items()}
     data: dict[str, bytes] = {}
     for stage in STAGES:
         kept = bytearray() if keep else None
-        _copy(cursor, stage, rows[stage.name], kept)
+        _copy(cursor, stage, staged[stage.name][0], kept)
         if kept is not None:
             data[stage.name] = bytes(kept)
-    if not keep:
-        return None
-    return StagedCopies(data, _sizes(frames))
-
-
-def _sizes(frames: ChunkFrames) -> dict[str, int]:
-    return {
-        STAGE_PRODUCT.name: len(frames.products),
-        STAGE_BACKER.name: len(frames.backers),
-        STAGE_PLEDGE.name: len(frames.pledges),
-        STAGE_INVENTORY.name: len(frames.inventory),
-    }
+    return sizes, StagedCopies(data, sizes) if keep else None
 
 
 def _psycopg(conn: Connection) -> psycopg.Connection[Any]:
@@ -485,13 +479,11 @@ def write_chunk_staged(
     with raw.cursor() as cursor:
         copies: StagedCopies | None
         if isinstance(rows, StagedCopies):
-            copies = rows
+            copies, sizes = rows, rows.sizes
             for stage in STAGES:
                 _copy(cursor, stage, copies.data[stage.name])
-            sizes = rows.sizes
         else:
-            copies = _stage_frames(cursor, rows, keep=keep)
-            sizes = _sizes(rows)
+            sizes, copies = _stage_frames(cursor, rows, keep=keep)
     products, backers, pledges, inventory_rows = (sizes[stage.name] for stage in STAGES)
 
     if products:
