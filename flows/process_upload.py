@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from prefect import flow, tags, unmapped
-from prefect.futures import as_completed
+from typing import Annotated, Any
 
+from prefect import State, flow, tags, unmapped
+from prefect.futures import as_completed
+from prefect.states import Failed
+
+from pledgeflow.parameters import MappingParameter, RowFraction, UploadId, titled
 from pledgeflow.results import result_config
 from pledgeflow.runners import chunk_task_runner
 from pledgeflow.uploads import UploadResult
 from tasks.chunks import chunk_task_with
-from tasks.observability import Progress, fail_upload_on_crash, label_flow_run, report_upload_task
+from tasks.mapping_requests import ask_for_mapping
+from tasks.observability import (
+    Progress,
+    fail_upload_on_crash,
+    label_flow_run,
+    log_pledgeflow_to_run,
+    report_upload_task,
+)
 from tasks.uploads import (
     aggregate_upload_task,
     dry_run_upload_task,
@@ -19,15 +30,68 @@ from tasks.uploads import (
 
 
 class UploadFailedError(RuntimeError):
-    """Raised at the end of a flow run whose upload ended FAILED, so the run fails too."""
+    """Why a flow run whose upload did not end COMPLETED fails too (a run is Completed only
+    when its upload is): its message is the run's final state message."""
 
     def __init__(self, result: UploadResult) -> None:
         error = (result.errors or {}).get("error") or {}
-        super().__init__(
-            f"upload {result.upload_id} failed: {error.get('code', 'unknown')}: "
-            f"{error.get('message', '')}"
-        )
+        if result.status == "FAILED":
+            message = f"failed: {error.get('code', 'unknown')}: {error.get('message', '')}"
+        else:
+            unfinished = result.total_chunks - result.completed_chunks - result.failed_chunks
+            message = f"is still {result.status}: {unfinished} chunks held by another run"
+        super().__init__(f"upload {result.upload_id} {message}")
         self.result = result
+
+
+def needs_mapping(
+    error: dict[str, Any] | None, mapping: dict[str, Any] | None, dry_run: bool
+) -> bool:
+    """Whether to ask for a mapping: the layout is unknown and the caller gave none."""
+    return bool(error and error.get("code") == "unknown_layout" and not mapping and not dry_run)
+
+
+def import_upload(
+    upload_id: int,
+    mapping: dict[str, Any] | None = None,
+    dry_run: bool = False,
+    max_rejected_fraction: float | None = None,
+) -> UploadResult | State[Any]:
+    """The steps of importing an upload, run inside the calling flow run (no subflow), so the
+    run a person started or retries is the one holding the chunks, tags and artifacts.
+
+    Returns the result, or a Failed state saying why when the upload did not end COMPLETED
+    (an expected outcome: the run ends with that message, without a traceback).
+    """
+    log_pledgeflow_to_run()
+    plan = start_upload_task(upload_id, mapping, dry_run, max_rejected_fraction)
+    if needs_mapping(plan.error, mapping, dry_run):
+        asked = ask_for_mapping(upload_id)
+        if asked is not None:
+            plan = start_upload_task(upload_id, asked, dry_run, max_rejected_fraction)
+    label_flow_run(plan.shop, plan.platform, upload_id)
+    if dry_run:
+        result = dry_run_upload_task(upload_id, plan.error)
+    else:
+        chunk_task = chunk_task_with(result_config())
+        progress = Progress(upload_id, len(plan.chunk_ids))
+        with tags(f"upload:{upload_id}"):
+            futures = chunk_task.map(
+                plan.chunk_ids, upload_key=unmapped(plan.upload_key), chunk_name=plan.chunk_names
+            )
+            chunk_of = {id(f): c for f, c in zip(futures, plan.chunk_ids, strict=True)}
+            failed_tasks: dict[int, str] = {}
+            for future in as_completed(list(futures)):
+                progress.advance()
+                if future.state.is_failed():
+                    failed_tasks[chunk_of[id(future)]] = future.state.message or ""
+        if failed_tasks:
+            record_unstarted_chunks_task(failed_tasks)
+        result = aggregate_upload_task(upload_id)
+    report_upload_task(upload_id, plan.shop)
+    if result.status == "FAILED" or (not dry_run and result.status != "COMPLETED"):
+        return Failed(message=str(UploadFailedError(result)))
+    return result
 
 
 @flow(
@@ -39,36 +103,21 @@ class UploadFailedError(RuntimeError):
     on_crashed=[fail_upload_on_crash],
 )
 def process_upload(
-    upload_id: int,
-    mapping: dict[str, str | list[str]] | None = None,
-    dry_run: bool = False,
-) -> UploadResult:
+    upload_id: Annotated[UploadId, titled("Upload id")],
+    mapping: MappingParameter = None,
+    dry_run: Annotated[bool, titled("Dry run")] = False,
+    max_rejected_fraction: Annotated[RowFraction | None, titled("Most rejected rows")] = None,
+) -> UploadResult | State[Any]:
     """Import every unfinished chunk of an upload concurrently, then aggregate the outcome.
 
-    `mapping` (canonical field -> header) replaces detection and is stored on the upload;
-    `dry_run` predicts the outcome and writes nothing to the data tables. The run fails when
-    the upload ends FAILED (a chunk failed, or the layout is unknown); rejected rows alone do
-    not fail it.
+    The run fails when the upload does not end COMPLETED (a chunk failed, the layout or a date
+    column is unreadable, every row was rejected or more than `max_rejected_fraction` of them,
+    or another run still holds a chunk).
+
+    Args:
+        upload_id: Id of the csv_upload row the web app (or `import`) stored.
+        mapping: Canonical field to source header; replaces detection, stored on the upload.
+        dry_run: Predict the outcome and write nothing to the data tables.
+        max_rejected_fraction: Fail the upload when more of its rows are rejected (0 to 1).
     """
-    plan = start_upload_task(upload_id, mapping, dry_run)
-    label_flow_run(plan.shop, plan.platform)
-    if dry_run:
-        result = dry_run_upload_task(upload_id, plan.error)
-    else:
-        chunk_task = chunk_task_with(result_config())
-        progress = Progress(upload_id, len(plan.chunk_ids))
-        with tags(f"upload:{upload_id}"):
-            futures = chunk_task.map(plan.chunk_ids, upload_key=unmapped(plan.upload_key))
-            chunk_of = {id(f): c for f, c in zip(futures, plan.chunk_ids, strict=True)}
-            failed_tasks: dict[int, str] = {}
-            for future in as_completed(list(futures)):
-                progress.advance()
-                if future.state.is_failed():
-                    failed_tasks[chunk_of[id(future)]] = future.state.message or ""
-        if failed_tasks:
-            record_unstarted_chunks_task(failed_tasks)
-        result = aggregate_upload_task(upload_id)
-    report_upload_task(upload_id, plan.shop)
-    if result.status == "FAILED":
-        raise UploadFailedError(result)
-    return result
+    return import_upload(upload_id, mapping, dry_run, max_rejected_fraction)

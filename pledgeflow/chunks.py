@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
 import time
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Engine, Row, Text, cast, func, or_, select, update
+from sqlalchemy import Connection, Engine, Row, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
+from pledgeflow.chunk_digest import as_data_digest, chunk_digest, chunk_inputs, data_digest_column
+from pledgeflow.chunk_skip import skip_unchanged
+from pledgeflow.counters import refresh_upload_counters
 from pledgeflow.database import get_engine, transaction
+from pledgeflow.dates import DateColumn
 from pledgeflow.failures import ChunkBusyError, ChunkDataError, is_transient
+from pledgeflow.retries import retry_transient, transient_retrying
 from pledgeflow.row_cache import ChunkRows, RowCache
 from pledgeflow.settings import get_settings
+from pledgeflow.settlement import write_mode
 from pledgeflow.staged_upserts import StagedCopies, copy_encoding, write_chunk_staged
-from pledgeflow.transform import ChunkFrames, build_frames
+from pledgeflow.transform import ChunkFrames, build_frames, rows_by_code
+from pledgeflow.upload_dates import stored_dates
 from pledgeflow.upserts import WriteCounts, WriteTarget, write_chunk
 from schemas.layout import Layout
 from schemas.mappings import ColumnMapping, MappingError
@@ -46,25 +54,44 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def claimable(lease_seconds: int) -> Any:
-    """Chunk states a run may take: pending, failed, or processing past its lease."""
+def flow_run_owner(flow_run_id: object) -> str:
+    """The claim token of a flow run: its retries (of a task or the whole run) share it."""
+    return f"flow-run:{flow_run_id}"
+
+
+def local_owner() -> str:
+    """A claim token for a chunk processed outside a flow run: this call alone may take it back."""
+    return f"local:{uuid4().hex}"
+
+
+def claimable(lease_seconds: int, owner: str | None = None) -> Any:
+    """Chunk states a run may take: pending, failed, processing past its lease, or processing
+    under `owner`'s own claim (a retry of the run that claimed it takes it back at once)."""
     expired = now() - timedelta(seconds=lease_seconds)
     chunk = CsvUploadChunk
-    return or_(
+    processing = chunk.status == UploadStatus.PROCESSING
+    states = [
         chunk.status.in_([UploadStatus.PENDING, UploadStatus.FAILED]),
-        (chunk.status == UploadStatus.PROCESSING) & (chunk.started_at < expired),
-    )
+        processing & (chunk.started_at < expired),
+    ]
+    if owner:
+        states.append(processing & (chunk.claimed_by == owner))
+    return or_(*states)
 
 
-def claim_chunk(chunk_id: int, lease_seconds: int | None = None) -> int | None:
-    """Atomically move a claimable chunk to PROCESSING and commit; return its index or None."""
+def claim_chunk(
+    chunk_id: int, lease_seconds: int | None = None, owner: str | None = None
+) -> int | None:
+    """Atomically move a claimable chunk to PROCESSING under `owner` and commit; return its
+    index, or None when it is completed or another run holds it."""
     lease = lease_seconds or get_settings().chunk_lease_seconds
     with transaction() as conn:
         row = conn.execute(
             update(CsvUploadChunk)
-            .where(CsvUploadChunk.id == chunk_id, claimable(lease))
+            .where(CsvUploadChunk.id == chunk_id, claimable(lease, owner))
             .values(
                 status=UploadStatus.PROCESSING,
+                claimed_by=owner or local_owner(),
                 started_at=now(),
                 completed_at=None,
                 attempts=CsvUploadChunk.attempts + 1,
@@ -74,9 +101,30 @@ def claim_chunk(chunk_id: int, lease_seconds: int | None = None) -> int | None:
     return None if row is None else int(row.chunk_index)
 
 
-def process_chunk(chunk_id: int) -> ChunkSummary:
-    """Claim a chunk and import it; the rows and its COMPLETED state commit together."""
-    index = claim_chunk(chunk_id)
+def process_chunk(chunk_id: int, owner: str | None = None) -> ChunkSummary:
+    """Claim a chunk under `owner` and import it; the rows and its COMPLETED state commit
+    together.
+
+    Transient database errors are retried (claim included: the owner takes its own chunk
+    back) for `PLEDGEFLOW_TRANSIENT_RETRY_SECONDS`. Once that budget is spent the chunk is
+    marked FAILED with the error, in a transaction of its own retried the same way, so a
+    retry of the upload can take it at once.
+    """
+    owner = owner or local_owner()
+    try:
+        return transient_retrying()(_claim_and_import, chunk_id, owner)
+    except (ChunkDataError, ChunkBusyError):
+        raise  # recorded already, or not this run's chunk to record
+    except Exception as exc:
+        code, message = _describe(exc)
+        retry_transient(mark_chunk_failed)(chunk_id, code, message, owner)
+        if is_transient(exc):
+            raise  # the original type tells Prefect and the logs what happened
+        raise ChunkDataError(code, message) from exc
+
+
+def _claim_and_import(chunk_id: int, owner: str) -> ChunkSummary:
+    index = claim_chunk(chunk_id, owner=owner)
     if index is None:
         with get_engine().connect() as conn:
             status = conn.execute(
@@ -88,6 +136,7 @@ def process_chunk(chunk_id: int) -> ChunkSummary:
             raise ChunkDataError("unknown_chunk", f"chunk {chunk_id} does not exist")
         if status.status != UploadStatus.COMPLETED:
             raise ChunkBusyError(f"chunk {chunk_id} is being processed by another run")
+        # Also the way back from a commit whose acknowledgement was lost: its rows are in.
         logger.info("chunk %s already completed, skipped", chunk_id)
         return ChunkSummary(
             chunk_id=chunk_id,
@@ -99,15 +148,15 @@ def process_chunk(chunk_id: int) -> ChunkSummary:
     try:
         summary = _import_claimed(chunk_id, started)
     except ChunkDataError as exc:
-        mark_chunk_failed(chunk_id, exc.code, str(exc))
+        mark_chunk_failed(chunk_id, exc.code, str(exc), owner)
         raise
     except Exception as exc:
-        code, message = _describe(exc)
-        mark_chunk_failed(chunk_id, code, message)
         if is_transient(exc):
-            raise  # Prefect retries it; the original type drives the retry condition
+            raise  # retried by process_chunk, which keeps the claim meanwhile
+        code, message = _describe(exc)
+        mark_chunk_failed(chunk_id, code, message, owner)
         # A database error's text carries the whole statement: run history gets the summary.
-        raise ChunkDataError(code, f"chunk {chunk_id}: {message}") from exc
+        raise ChunkDataError(code, message) from exc
     logger.info(
         "chunk %s (index %s) completed: %s imported, %s rejected in %.2fs",
         chunk_id,
@@ -129,27 +178,36 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     return type(exc).__name__, (str(exc).splitlines() or [""])[0][:400]
 
 
-def chunk_layout(headers: object, platform: str | None, mapping: dict[str, Any] | None) -> Layout:
-    """The layout a chunk's rows are read with: its upload's mapping, else its platform."""
+def answers_by_value(stats: dict[str, Any] | None) -> list[int]:
+    """The item columns `start_upload` found holding other values than quantities."""
+    found = ((stats or {}).get("detection") or {}).get("answer_columns_by_value") or []
+    return [int(index) for index in found]
+
+
+def chunk_layout(
+    headers: object,
+    platform: str | None,
+    mapping: dict[str, Any] | None,
+    value_answers: list[int] | None = None,
+) -> Layout:
+    """The layout a chunk's rows are read with: its upload's mapping, else its platform, with
+    the item columns the upload's values make answers (`value_answers`) kept as answers."""
     if not isinstance(headers, list):
         raise ChunkDataError("malformed_chunk", "chunk data must be {headers: [...], rows: [...]}")
     try:
         column_mapping = ColumnMapping.from_dict(mapping) if mapping else None
-        return resolve_layout(
+        layout = resolve_layout(
             tuple(str(h) for h in headers),
             None if column_mapping else platform,
             column_mapping,
         )
     except (UnknownLayoutError, UnsupportedPlatformError, MappingError) as exc:
         raise ChunkDataError(exc.code, str(exc)) from exc
+    return layout.with_value_answers(value_answers or [])
 
 
 def _writes_staged(dialect: str) -> bool:
     return dialect == "postgresql" and get_settings().write_path == "auto"
-
-
-# sha256 of the chunk's JSON as stored, computed by PostgreSQL: a cache hit never transfers it.
-DATA_DIGEST = func.sha256(func.convert_to(cast(CsvUploadChunk.data, Text), "UTF8"))
 
 
 def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
@@ -158,7 +216,8 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
     with engine.connect() as conn:
         chunk = conn.execute(
             select(
-                DATA_DIGEST.label("digest") if cache else CsvUploadChunk.data,
+                # Computed by PostgreSQL: a skipped or cached chunk never transfers its data.
+                data_digest_column(engine.dialect.name).label("digest"),
                 CsvUploadChunk.first_row,
                 CsvUploadChunk.chunk_index,
                 CsvUploadChunk.upload_id,
@@ -166,37 +225,72 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
                 CsvUpload.project_id,
                 CsvUpload.platform,
                 CsvUpload.mapping,
+                CsvUpload.stats,
                 Project.currency,
+                CsvUploadChunk.superseded,
             )
             .join(CsvUpload, CsvUpload.id == CsvUploadChunk.upload_id)
             .join(Project, Project.id == CsvUpload.project_id)
             .where(CsvUploadChunk.id == chunk_id)
         ).one()
         encoding = copy_encoding(conn) if cache else ""
+        mode = write_mode(conn, chunk.upload_id, chunk.project_id, chunk.superseded)
+    dates = stored_dates(chunk.stats)
+    value_answers = answers_by_value(chunk.stats)
+    inputs = chunk_inputs(
+        data_digest=as_data_digest(chunk.digest),
+        first_row=chunk.first_row,
+        shop=chunk.shop,
+        platform=chunk.platform,
+        mapping=chunk.mapping,
+        currency=chunk.currency,
+        dates={name: column.as_dict() for name, column in dates.items()},
+        value_answers=value_answers,
+    )
+    digest = chunk_digest(inputs, chunk.superseded)
+    if get_settings().skip_unchanged_chunks and not mode["advance"]:
+        with transaction(engine) as tx:
+            skipped = skip_unchanged(
+                tx,
+                chunk_id=chunk_id,
+                upload_id=chunk.upload_id,
+                project_id=chunk.project_id,
+                shop=chunk.shop,
+                digest=digest,
+                started=started,
+            )
+        if skipped is not None:
+            return ChunkSummary(
+                chunk_id=chunk_id,
+                chunk_index=chunk.chunk_index,
+                status=UploadStatus.COMPLETED.value,
+                imported_rows=skipped.imported_rows,
+                rejected_rows=skipped.rejected_rows,
+            )
 
     def mapped() -> ChunkRows:
-        if cache is None:
-            data = chunk.data
-        else:
-            with engine.connect() as conn:
-                data = conn.scalar(select(CsvUploadChunk.data).where(CsvUploadChunk.id == chunk_id))
-        return _mapped(data, chunk.platform, chunk.mapping, chunk.first_row, chunk.currency)
+        with engine.connect() as conn:
+            data = conn.scalar(select(CsvUploadChunk.data).where(CsvUploadChunk.id == chunk_id))
+        return _mapped(
+            data,
+            chunk.platform,
+            chunk.mapping,
+            chunk.first_row,
+            chunk.currency,
+            dates,
+            value_answers,
+        )
 
     key = entry = None
     if cache is not None:
-        key = cache.key(
-            data_digest=chunk.digest,
-            first_row=chunk.first_row,
-            shop=chunk.shop,
-            platform=chunk.platform,
-            mapping=chunk.mapping,
-            currency=chunk.currency,
-            encoding=encoding,
-        )
+        key = cache.key_of(inputs, encoding)
         entry = cache.get(key)
     ready = entry or mapped()
+    complete = functools.partial(
+        _complete, engine, chunk_id, chunk, mode, started=started, digest=digest
+    )
     try:
-        copies = _complete(engine, chunk_id, chunk, ready, started, keep=cache is not None)
+        copies = complete(ready, keep=cache is not None)
     except Exception as exc:
         if cache is None or key is None or entry is None or is_transient(exc):
             raise
@@ -205,7 +299,7 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
         cache.forget(key)
         entry = None
         ready = mapped()
-        copies = _complete(engine, chunk_id, chunk, ready, started, keep=True)
+        copies = complete(ready, keep=True)
     if cache is not None and key is not None and entry is None and copies is not None:
         cache.put(key, ready, copies)
     return ChunkSummary(
@@ -218,15 +312,26 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
 
 
 def _complete(
-    engine: Engine, chunk_id: int, chunk: Row[Any], ready: ChunkRows, started: float, *, keep: bool
+    engine: Engine,
+    chunk_id: int,
+    chunk: Row[Any],
+    mode: dict[str, Any],
+    ready: ChunkRows,
+    *,
+    started: float,
+    digest: str,
+    keep: bool,
 ) -> StagedCopies | None:
-    """Write the chunk's rows and mark it COMPLETED in one transaction; return the COPY data
-    its rows went as, when `keep` asks for it and the staged path wrote them."""
+    """Write the chunk's rows and mark it COMPLETED, with the `digest` of its inputs, in one
+    transaction; return the COPY data its rows went as, when `keep` asks for it and the staged
+    path wrote them. `mode` is how the upload's settlement says to write them
+    (`settlement.write_mode`)."""
     target = WriteTarget(
         shop=chunk.shop,
         project_id=chunk.project_id,
         upload_id=chunk.upload_id,
         platform=ready.platform,
+        **mode,
     )
     with transaction(engine) as tx:
         counts, copies = _write(tx, target, ready.rows, keep=keep)
@@ -235,12 +340,15 @@ def _complete(
             .where(CsvUploadChunk.id == chunk_id)
             .values(
                 status=UploadStatus.COMPLETED,
+                digest=digest,
                 imported_rows=ready.imported_rows,
                 rejected_rows=ready.rejected_rows,
                 errors={"rejected": ready.rejected, "error": None},
                 stats={
                     "tables": counts.as_dict(),
-                    "by_code": dict(Counter(r["code"] for r in ready.rejected)),
+                    "keys": counts.keys_packed(chunk.project_id),
+                    "by_code": rows_by_code(ready.rejected),
+                    "warnings": ready.warnings,
                     "seconds": round(time.perf_counter() - started, 4),
                     # Which process wrote it: ops can tell workers (or Dask processes) apart.
                     "worker": f"{socket.gethostname()}:{os.getpid()}",
@@ -249,6 +357,7 @@ def _complete(
                 completed_at=now(),
             )
         )
+        refresh_upload_counters(tx, chunk.upload_id)
     return copies
 
 
@@ -258,15 +367,17 @@ def _mapped(
     mapping: dict[str, Any] | None,
     first_row: int,
     currency: str | None,
+    dates: dict[str, DateColumn] | None = None,
+    value_answers: list[int] | None = None,
 ) -> ChunkRows:
     """The chunk's rows mapped and validated, with the platform its layout belongs to."""
     headers = data.get("headers") if isinstance(data, dict) else None
     rows = data.get("rows") if isinstance(data, dict) else None
     if not isinstance(headers, list) or not isinstance(rows, list):
         raise ChunkDataError("malformed_chunk", "chunk data must be {headers: [...], rows: [...]}")
-    layout = chunk_layout(headers, platform, mapping)
+    layout = chunk_layout(headers, platform, mapping, value_answers)
     return ChunkRows.mapped(
-        build_frames(headers, rows, first_row, layout, currency), layout.platform
+        build_frames(headers, rows, first_row, layout, currency, dates=dates), layout.platform
     )
 
 
@@ -284,12 +395,16 @@ def _write(
     return write_chunk(conn, target, rows), None
 
 
-def mark_chunk_failed(chunk_id: int, code: str, message: str) -> None:
-    """Record that a chunk could not be processed as a whole; its rows were rolled back."""
+def mark_chunk_failed(chunk_id: int, code: str, message: str, owner: str | None = None) -> bool:
+    """Record that a chunk could not be processed as a whole (its rows were rolled back);
+    only while `owner` still holds it, and never over a COMPLETED chunk. True if recorded."""
+    held = CsvUploadChunk.status != UploadStatus.COMPLETED
+    if owner is not None:
+        held = held & (CsvUploadChunk.claimed_by == owner)
     with transaction() as conn:
-        conn.execute(
+        upload_id = conn.execute(
             update(CsvUploadChunk)
-            .where(CsvUploadChunk.id == chunk_id)
+            .where(CsvUploadChunk.id == chunk_id, held)
             .values(
                 status=UploadStatus.FAILED,
                 errors={"rejected": [], "error": {"code": code, "message": message}},
@@ -297,8 +412,32 @@ def mark_chunk_failed(chunk_id: int, code: str, message: str) -> None:
                 rejected_rows=0,
                 completed_at=now(),
             )
+            .returning(CsvUploadChunk.upload_id)
+        ).scalar()
+        if upload_id is not None:
+            refresh_upload_counters(conn, upload_id)
+    if upload_id is not None:
+        logger.warning("chunk %s failed: %s", chunk_id, code)
+    return upload_id is not None
+
+
+def chunks_held_elsewhere(upload_id: int, owner: str) -> int:
+    """How many of an upload's chunks another run holds within its lease (that run will
+    aggregate the upload, so a run ending without it must leave the upload's status alone)."""
+    expired = now() - timedelta(seconds=get_settings().chunk_lease_seconds)
+    with get_engine().connect() as conn:
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(CsvUploadChunk)
+                .where(
+                    CsvUploadChunk.upload_id == upload_id,
+                    CsvUploadChunk.status == UploadStatus.PROCESSING,
+                    CsvUploadChunk.started_at >= expired,
+                    or_(CsvUploadChunk.claimed_by.is_(None), CsvUploadChunk.claimed_by != owner),
+                )
+            ).scalar_one()
         )
-    logger.warning("chunk %s failed: %s", chunk_id, code)
 
 
 def fail_unstarted_chunks(errors: dict[int, str]) -> int:

@@ -5,105 +5,132 @@ from __future__ import annotations
 import json
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pledgeflow.failures import UploadNotFoundError
+from pledgeflow.command_errors import (
+    OUTCOME_FIELDS,
+    GuardedTyper,
+    begin_command,
+    note_upload,
+)
+from pledgeflow.limits_cli import limits_app
+from pledgeflow.prefect_api import PREFECT_DEFAULTS
+from pledgeflow.reports import shown_value
 from pledgeflow.settings import get_settings
+
+if TYPE_CHECKING:
+    from pledgeflow.progress import ImportProgress
 
 # pledgeflow's log lines (ids and counts only) belong in the run logs Prefect keeps.
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "pledgeflow")
+# Before Prefect is imported: no telemetry, and time for its temporary server to start.
+for _name, _value in PREFECT_DEFAULTS.items():
+    os.environ.setdefault(_name, _value)
 
-app = typer.Typer(help="Import crowdfunding backer exports with Prefect.", no_args_is_help=True)
+app = GuardedTyper(help="Import crowdfunding backer exports with Prefect.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(limits_app, name="limits")
 
-SUMMARY_FIELDS = (
-    "upload_id",
-    "status",
-    "platform",
-    "total_rows",
-    "imported_rows",
-    "rejected_rows",
-    "total_chunks",
-    "completed_chunks",
-    "failed_chunks",
+
+@app.callback()
+def options(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar="PLEDGEFLOW_DEBUG",
+            help="Show the full traceback when a command fails (else a line or two).",
+        ),
+    ] = False,
+) -> None:
+    """Import crowdfunding backer exports with Prefect."""
+    begin_command(debug)
+
+
+MAPPING_HINT = (
+    "to import it anyway, name its columns in a mapping file: --mapping FILE "
+    "(README, Column mappings)"
 )
 
 
 def _print_result(result: Any, as_json: bool, detection: dict[str, Any] | None = None) -> None:
+    from pledgeflow.summaries import summary_lines, timing
+
     data = result.model_dump()
     error = (data.get("errors") or {}).get("error")
+    hint = MAPPING_HINT if error and error.get("code") == "unknown_layout" else None
     stats = data.get("stats") or {}
     detection = detection or stats.get("detection")
     if as_json:
-        out = {k: data[k] for k in SUMMARY_FIELDS}
+        out = {k: data[k] for k in OUTCOME_FIELDS}
         out["dry_run"] = data["dry_run"]
         out["detection"] = detection
         out["stats"] = data.get("stats")
+        out["timing"] = timing(stats, data["total_rows"])
         out["by_code"] = (data.get("errors") or {}).get("by_code", {})
-        out["error"] = error
+        out["warnings"] = stats.get("warnings") or []
+        out["error"] = {**error, "hint": hint} if error and hint else error
         typer.echo(json.dumps(out, default=str))
         return
-    platform = data["platform"] or "unknown platform"
-    if data["dry_run"]:
-        typer.echo(
-            f"upload {data['upload_id']} (dry run, nothing written): "
-            f"would be {data['status']} ({platform})"
-        )
-    else:
-        typer.echo(f"upload {data['upload_id']}: {data['status']} ({platform})")
-    if detection:
-        typer.echo(
-            f"  detected: {detection['platform']} {detection['variant']} "
-            f"(signature: {detection['signature']}; pledge key: {detection['pledge_key']})"
-        )
-        unmapped = detection.get("unmapped_columns") or []
-        if unmapped:
-            typer.echo(f"  kept in survey.answers ({len(unmapped)}): " + ", ".join(unmapped))
-    typer.echo(
-        f"  rows: {data['total_rows']} total, {data['imported_rows']} imported, "
-        f"{data['rejected_rows']} rejected"
-    )
-    typer.echo(
-        f"  chunks: {data['total_chunks']} total, {data['completed_chunks']} completed, "
-        f"{data['failed_chunks']} failed"
-    )
-    for table, counts in (stats.get("tables") or {}).items():
-        typer.echo(
-            f"  {table}: {counts['created']} created, {counts['updated']} updated, "
-            f"{counts['unchanged']} unchanged"
-            + (f", {counts['deleted']} deleted" if counts.get("deleted") else "")
-        )
-    if stats.get("rows_per_second"):
-        typer.echo(f"  {stats['rows_per_second']} rows/s in {stats['duration_seconds']} s")
-    by_code = (data.get("errors") or {}).get("by_code") or {}
-    if by_code:
-        typer.echo("  rejected by reason: " + ", ".join(f"{k} {v}" for k, v in by_code.items()))
-    currencies = stats.get("currencies") or {}
-    if currencies:
-        typer.echo(
-            "  pledged: "
-            + ", ".join(
-                f"{v['amount']} {c} ({v['pledges']} pledges)" for c, v in currencies.items()
-            )
-        )
-    for note in stats.get("notes") or []:
-        typer.echo(f"  note: {note['code']}: {note['message']}")
-    if error:
-        typer.echo(f"  error: {error.get('code')}: {error.get('message')}")
-        if error.get("available_headers"):
-            typer.echo("  available headers: " + ", ".join(error["available_headers"]))
+    for line in summary_lines(data, detection):
+        typer.echo(line)
+    if hint:
+        typer.echo(f"  {hint}")
 
 
-def _run_upload(upload_id: int, as_json: bool, *, dry_run: bool = False) -> None:
+def _progress(as_json: bool) -> ImportProgress:
+    """The progress display on standard error: none for `--json`."""
+    from rich.console import Console
+
+    from pledgeflow.progress import ImportProgress
+
+    return ImportProgress(Console(stderr=True), enabled=not as_json)
+
+
+def _run_upload(
+    upload_id: int,
+    as_json: bool,
+    *,
+    dry_run: bool = False,
+    max_rejected_fraction: float | None = None,
+) -> None:
+    """Run the upload flow under a progress display, then print the outcome and exit."""
+    with _progress(as_json) as progress:
+        _process_upload(upload_id, progress, dry_run, max_rejected_fraction)
+    _report_upload(upload_id, as_json, dry_run=dry_run)
+
+
+def _process_upload(
+    upload_id: int,
+    progress: ImportProgress,
+    dry_run: bool,
+    max_rejected_fraction: float | None,
+) -> None:
     from flows.process_upload import process_upload
+    from pledgeflow.command_errors import debugging
+    from pledgeflow.prefect_api import console_logs_without_tracebacks
+
+    if not debugging():
+        console_logs_without_tracebacks()
+    if not dry_run:  # a dry run moves no counters
+        progress.watch(upload_id)
+    process_upload(
+        upload_id,
+        dry_run=dry_run,
+        max_rejected_fraction=max_rejected_fraction,
+        return_state=True,
+    )
+
+
+def _report_upload(upload_id: int, as_json: bool, *, dry_run: bool = False) -> None:
     from pledgeflow.dry_runs import read_dry_run
     from pledgeflow.uploads import read_upload
 
-    process_upload(upload_id, dry_run=dry_run, return_state=True)
     upload = read_upload(upload_id)
     result = (read_dry_run(upload_id) or upload) if dry_run else upload
     _print_result(result, as_json, (upload.stats or {}).get("detection"))
@@ -120,10 +147,15 @@ def import_file(
     shop: Annotated[str, typer.Option(help="The merchant's shop domain.")],
     project: Annotated[str, typer.Option(help="The campaign's name within the shop.")],
     platform: Annotated[
-        str | None, typer.Option(help="Force a platform instead of detecting it.")
-    ] = None,
+        str,
+        typer.Option(
+            help="Force a platform (kickstarter, indiegogo, backerkit, gamefound) instead of "
+            "detecting it."
+        ),
+    ] = "detect",
     chunk_size: Annotated[
-        int | None, typer.Option(min=1, help="Rows per chunk (default from settings).")
+        int | None,
+        typer.Option(help="Rows per chunk, 100 to 100,000 (default PLEDGEFLOW_CHUNK_SIZE)."),
     ] = None,
     currency: Annotated[
         str | None, typer.Option(help="Project currency for bare symbols and plain numbers.")
@@ -136,28 +168,51 @@ def import_file(
         bool,
         typer.Option(help="Detect, validate and count what would change; write no data rows."),
     ] = False,
+    max_rejected_fraction: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Fail the upload when a larger share of its rows is rejected "
+            "(default: fail only when every row is).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Stream a file into an upload, run the upload flow and print the outcome."""
+    from pledgeflow.import_paths import resolve_import_path
     from pledgeflow.mapping_files import read_mapping_file
-    from pledgeflow.staging import StagingError, stage_file
-    from schemas.mappings import MappingError
+    from pledgeflow.parameters import check_import
+    from pledgeflow.prefect_api import ensure_prefect_api
+    from pledgeflow.schema_state import require_schema
+    from pledgeflow.staging import stage_file
 
-    try:
-        column_mapping = read_mapping_file(mapping) if mapping is not None else None
+    # Everything a person can get wrong is refused before anything is started or stored.
+    request = check_import(
+        shop=shop,
+        project=project,
+        platform=platform,
+        chunk_size=get_settings().chunk_size if chunk_size is None else chunk_size,
+        currency=currency,
+    )
+    resolve_import_path(path)
+    column_mapping = read_mapping_file(mapping) if mapping is not None else None
+    require_schema(create=True)
+    ensure_prefect_api()
+    with _progress(as_json) as progress:
         upload_id = stage_file(
             path,
-            shop=shop,
-            project=project,
-            platform=platform,
-            chunk_size=chunk_size or get_settings().chunk_size,
-            currency=currency.upper() if currency else None,
+            shop=request.shop,
+            project=request.project,
+            platform=request.forced_platform,
+            chunk_size=request.chunk_size,
+            currency=request.currency,
             mapping=column_mapping,
+            on_rows=progress.staged,
         )
-    except (StagingError, MappingError) as exc:
-        typer.echo(f"error: {exc.code}: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    _run_upload(upload_id, as_json, dry_run=dry_run)
+        note_upload(upload_id)
+        _process_upload(upload_id, progress, dry_run, max_rejected_fraction)
+    _report_upload(upload_id, as_json, dry_run=dry_run)
 
 
 @app.command()
@@ -166,18 +221,21 @@ def retry(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Re-run the failed and stuck chunks of an upload and re-aggregate it."""
+    from pledgeflow.prefect_api import ensure_prefect_api
     from pledgeflow.uploads import read_upload
 
     _exists(read_upload, upload_id)
+    ensure_prefect_api()
+    note_upload(upload_id)
     _run_upload(upload_id, as_json)
 
 
 def _exists(read: Any, upload_id: int) -> Any:
-    try:
-        return read(upload_id)
-    except UploadNotFoundError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    """Read an upload (UploadNotFoundError if none) from a database with the current schema."""
+    from pledgeflow.schema_state import require_schema
+
+    require_schema(create=False)
+    return read(upload_id)
 
 
 @app.command()
@@ -185,10 +243,18 @@ def status(
     upload_id: int,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Show an upload's status and counters."""
-    from pledgeflow.uploads import read_upload
+    """Show an upload's status and counters, and its failed chunks by name."""
+    from pledgeflow.summaries import chunk_outcomes, error_cell
+    from pledgeflow.uploads import chunk_name, read_upload
 
-    _print_result(_exists(read_upload, upload_id), as_json)
+    result = _exists(read_upload, upload_id)
+    _print_result(result, as_json)
+    if as_json or not result.failed_chunks:
+        return
+    for chunk in chunk_outcomes(upload_id):
+        if chunk["status"] == "FAILED":
+            name = chunk_name(chunk["chunk_index"], chunk["first_row"], chunk["row_count"])
+            typer.echo(f"  failed {name}: {error_cell(chunk)}")
 
 
 @app.command()
@@ -219,10 +285,15 @@ def errors(
     count = 0
     for entry in rejected_rows(upload_id):
         count += 1
-        typer.echo(f"row {entry['row']}\t{entry['code']}\t{entry['column']}\t{entry['message']}")
+        value = shown_value(entry.get("value"))
+        typer.echo(
+            f"row {entry['row']}\t{entry['column']}\t{entry['code']}\t{value}\t{entry['message']}"
+        )
     failure = (result.errors or {}).get("error")
     if failure:
         typer.echo(f"upload error: {failure.get('code')}: {failure.get('message')}")
+        if failure.get("column"):
+            typer.echo(f"  column {failure['column']!r}, e.g. {shown_value(failure.get('value'))}")
     typer.echo(f"{count} rejected cells in {result.rejected_rows} rejected rows", err=True)
 
 
@@ -232,113 +303,23 @@ def webhook(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8787,
 ) -> None:
     """Serve the webhook the web app calls once it has stored an upload."""
-    import uvicorn
+    from prefect.settings import PREFECT_API_URL
 
-    from deployments.webhook import create_app
+    from deployments.webhook import create_app, serve
+    from pledgeflow.prefect_api import PrefectUnauthorizedError, check_credentials
 
     try:
         app_ = create_app()
+        # A locked server's health check is open: ask with the credentials now, or every
+        # delivery would be answered 500 (a server down for now is not refused here).
+        check_credentials(str(PREFECT_API_URL.value()))
+    except PrefectUnauthorizedError as exc:
+        typer.echo(f"error: {exc.code}: {exc}\n  {exc.hint}", err=True)
+        raise typer.Exit(2) from exc
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    uvicorn.run(app_, host=host, port=port, log_level="info")
-
-
-@app.command()
-def bench(
-    rows: Annotated[
-        list[int],
-        typer.Option(
-            min=1,
-            help="Rows of the synthetic export to import; repeat it (--rows 10000 --rows "
-            "100000) to measure several sizes and print them side by side.",
-        ),
-    ],
-    json_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--json",
-            help="Also write the figures to this JSON file (a list of them for several sizes).",
-        ),
-    ] = None,
-    chunk_size: Annotated[
-        int | None, typer.Option(min=1, help="Rows per chunk (default from settings).")
-    ] = None,
-    concurrency: Annotated[
-        int | None,
-        typer.Option(min=1, help="Chunk tasks at once (default PLEDGEFLOW_TASK_CONCURRENCY)."),
-    ] = None,
-    naive_rows: Annotated[
-        int, typer.Option(min=0, help="Rows the naive ORM baseline loads (0 skips it).")
-    ] = 10_000,
-    workers_rows: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="Rows of each of the two uploads that one Prefect worker, then two at once, "
-            "process (0 skips it).",
-        ),
-    ] = 100_000,
-    server: Annotated[
-        str | None,
-        typer.Option(
-            help="PostgreSQL server URL (any database on it) where the benchmark creates and "
-            "drops its databases; default: the server of PLEDGEFLOW_DATABASE_URL, or "
-            "postgres@127.0.0.1:5432."
-        ),
-    ] = None,
-    redis_url: Annotated[
-        str | None,
-        typer.Option(
-            help="Redis the imports use for results, locks and the row cache, as in production; "
-            "default: PLEDGEFLOW_REDIS_URL, or 127.0.0.1:6379."
-        ),
-    ] = None,
-) -> None:
-    """Benchmark the import pipeline against a hand-tuned and a naive ORM baseline."""
-    from sqlalchemy.engine import make_url
-
-    from pledgeflow.bench import (
-        DEFAULT_REDIS,
-        DEFAULT_SERVER,
-        BenchConfig,
-        report,
-        run_bench,
-        side_by_side,
-    )
-
-    settings = get_settings()
-    configured = make_url(settings.database_url.get_secret_value())
-    if server is None:
-        server = (
-            configured.set(database="postgres").render_as_string(hide_password=False)
-            if configured.get_backend_name() == "postgresql"
-            else DEFAULT_SERVER
-        )
-    tasks = concurrency or settings.task_concurrency
-    runs = []
-    for number, size in enumerate(rows, 1):
-        config = BenchConfig(
-            rows=size,
-            chunk_size=chunk_size or settings.chunk_size,
-            task_concurrency=tasks,
-            pool_size=settings.db_pool_size or tasks + 2,
-            naive_rows=naive_rows,
-            server_url=server,
-            # Two workers on two uploads is one measurement, whatever the sizes: after the last.
-            workers_rows=workers_rows if number == len(rows) else 0,
-            redis_url=redis_url
-            or (settings.redis_url.get_secret_value() if settings.redis_url else DEFAULT_REDIS),
-        )
-        figures = run_bench(config)
-        for line in report(figures):
-            typer.echo(line)
-        runs.append(figures)
-    if len(runs) > 1:
-        for line in side_by_side(runs):
-            typer.echo(line)
-    if json_file is not None:
-        json_file.write_text(json.dumps(runs if len(runs) > 1 else runs[0], indent=2) + "\n")
+    serve(app_, host, port)
 
 
 @db_app.command("upgrade")
@@ -348,6 +329,56 @@ def db_upgrade(revision: str = "head") -> None:
 
     upgrade(revision)
     typer.echo(f"database at revision {revision}")
+
+
+@db_app.command("grant")
+def db_grant(
+    role: Annotated[str, typer.Argument(help="The existing role workers and webhook log in as.")],
+) -> None:
+    """Let ROLE read and write pledgeflow's tables, but not change them (run as the owner)."""
+    from pledgeflow.grants import GrantError, grant_import_role
+
+    try:
+        granted = grant_import_role(role)
+    except GrantError as exc:
+        typer.echo(f"error: {exc.code}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"role {granted.role}: CONNECT, TEMPORARY on database {granted.database}; "
+        f"SELECT, INSERT, UPDATE, DELETE on {len(granted.tables)} tables and USAGE on "
+        f"{len(granted.sequences)} sequences in schema {granted.schema}; no DDL"
+    )
+
+
+BENCH_MISSING = "error: pledgeflow bench is not installed: pip install -e '.[bench]' in a checkout"
+
+
+def _unavailable(ctx: typer.Context) -> None:
+    """Stands in for a command whose package is not installed."""
+    typer.echo(BENCH_MISSING, err=True)
+    raise typer.Exit(2)
+
+
+def _add_commands_of_other_packages() -> None:
+    """Commands the distribution's other packages add through the `pledgeflow.commands` entry
+    point (`bench`, from the benchmark package): the product imports none of them."""
+    names = set()
+    for entry in entry_points(group="pledgeflow.commands"):
+        try:
+            command = entry.load()
+        except ImportError:
+            continue
+        app.command(entry.name)(command)
+        names.add(entry.name)
+    if "bench" not in names:
+        app.command(
+            "bench",
+            help="Benchmark the import pipeline (needs the bench extra).",
+            context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        )(_unavailable)
+
+
+_add_commands_of_other_packages()
 
 
 def main() -> None:

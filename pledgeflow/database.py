@@ -46,11 +46,21 @@ def _engine_for(url: str, pool_size: int) -> Engine:
         kwargs["connect_args"] = {"timeout": 120, "check_same_thread": False}
     else:
         kwargs.update(
+            # What the process can use at once and no more (settings.pool_size): connections
+            # are a budget shared by every run (pledgeflow/limits.py sizes it).
             pool_size=pool_size,
-            max_overflow=2,
+            max_overflow=0,
             pool_pre_ping=True,
-            # Lets operators find (and tests terminate) pledgeflow's sessions in pg_stat_activity.
-            connect_args={"application_name": "pledgeflow"},
+            connect_args={
+                # Lets operators find (and tests terminate) pledgeflow's sessions.
+                "application_name": "pledgeflow",
+                # A server that vanished (no refusal, no reset) is noticed within about a
+                # minute, not the kernel's hours, so the transient retry budget applies to it.
+                "connect_timeout": 10,
+                "keepalives_idle": 30,
+                "keepalives_interval": 10,
+                "keepalives_count": 3,
+            },
         )
     engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":

@@ -21,13 +21,17 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 
-from pledgeflow.chunks import chunk_layout, now
+from pledgeflow.chunks import answers_by_value, chunk_layout, now
 from pledgeflow.currencies import currency_summary
 from pledgeflow.database import get_engine, rolled_back, transaction
+from pledgeflow.distinct import DistinctCounts
 from pledgeflow.failures import ChunkDataError, UploadNotFoundError, is_transient
-from pledgeflow.transform import build_frames
-from pledgeflow.uploads import SAMPLE_SIZE, UploadResult
+from pledgeflow.settlement import settled_warnings, write_mode
+from pledgeflow.transform import build_frames, rows_by_code
+from pledgeflow.upload_dates import stored_dates
+from pledgeflow.uploads import SAMPLE_SIZE, UploadResult, rejection_failure, staging_warnings
 from pledgeflow.upserts import WriteTarget, write_chunk
+from pledgeflow.value_rules import merge_warnings
 from schemas.tables import DATA_TABLES, UPLOAD, CsvUpload, CsvUploadChunk, Project, UploadStatus
 
 logger = logging.getLogger(__name__)
@@ -64,12 +68,13 @@ def dry_run_upload(upload_id: int, error: dict[str, Any] | None = None) -> Uploa
                 CsvUploadChunk.chunk_index,
                 CsvUploadChunk.first_row,
                 CsvUploadChunk.row_count,
+                CsvUploadChunk.superseded,
             )
             .where(CsvUploadChunk.upload_id == upload_id)
             .order_by(CsvUploadChunk.chunk_index)
         ).all()
 
-    tables = {t: {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0} for t in DATA_TABLES}
+    distinct = DistinctCounts(DATA_TABLES)
     by_code: Counter[str] = Counter()
     sample: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
@@ -78,6 +83,11 @@ def dry_run_upload(upload_id: int, error: dict[str, Any] | None = None) -> Uploa
     outcomes: list[tuple[int, str, dict[str, Any]]] = []
     imported = rejected = 0
     currency: dict[str, Any] = {"currencies": {}, "notes": []}
+    warning_lists = [staging_warnings(upload.stats)]
+    dates = stored_dates(upload.stats)
+    settled = (upload.stats or {}).get("settled") or {}
+    # The currency settling decided, which a real run's chunks read from the project.
+    project_currency = upload.currency or settled.get("currency")
     if error is None:
         with rolled_back(engine) as conn:
             for chunk in chunks:
@@ -90,9 +100,19 @@ def dry_run_upload(upload_id: int, error: dict[str, Any] | None = None) -> Uploa
                         raise ChunkDataError(
                             "malformed_chunk", "chunk data must be {headers: [...], rows: [...]}"
                         )
-                    layout = chunk_layout(headers, upload.platform, upload.mapping)
-                    frames = build_frames(headers, rows, chunk.first_row, layout, upload.currency)
-                    target = WriteTarget(upload.shop, upload.project_id, upload_id, layout.platform)
+                    layout = chunk_layout(
+                        headers, upload.platform, upload.mapping, answers_by_value(upload.stats)
+                    )
+                    frames = build_frames(
+                        headers, rows, chunk.first_row, layout, project_currency, dates=dates
+                    )
+                    target = WriteTarget(
+                        upload.shop,
+                        upload.project_id,
+                        upload_id,
+                        layout.platform,
+                        **write_mode(conn, upload_id, upload.project_id, chunk.superseded),
+                    )
                     with conn.begin_nested():
                         counts = write_chunk(conn, target, frames)
                 except ChunkDataError as exc:
@@ -111,11 +131,12 @@ def dry_run_upload(upload_id: int, error: dict[str, Any] | None = None) -> Uploa
                         }
                     )
                     continue
-                chunk_codes = Counter(r["code"] for r in frames.rejected)
-                for table, table_counts in counts.as_dict().items():
-                    for key, value in table_counts.items():
-                        tables[table][key] += value
+                chunk_codes = rows_by_code(frames.rejected)
+                distinct.add_chunk(
+                    {"tables": counts.as_dict(), "keys": counts.keys_packed(upload.project_id)}
+                )
                 by_code.update(chunk_codes)
+                warning_lists.append(frames.warnings)
                 sample += frames.rejected[: SAMPLE_SIZE - len(sample)]
                 imported += frames.imported_rows
                 rejected += frames.rejected_rows
@@ -142,6 +163,14 @@ def dry_run_upload(upload_id: int, error: dict[str, Any] | None = None) -> Uploa
         }
     if error is None and not chunks:
         error = {"code": "no_data", "message": "the upload has no chunks"}
+    if error is None:
+        error = rejection_failure(
+            sum(c.row_count for c in chunks),
+            imported,
+            rejected,
+            dict(by_code),
+            (upload.stats or {}).get("max_rejected_fraction"),
+        )
     seconds = max(time.perf_counter() - started, 1e-6)
     total_rows = sum(c.row_count for c in chunks)
     result = UploadResult(
@@ -155,10 +184,11 @@ def dry_run_upload(upload_id: int, error: dict[str, Any] | None = None) -> Uploa
         completed_chunks=len(outcomes),
         failed_chunks=len(failed),
         stats={
-            "tables": tables,
+            "tables": distinct.counts(),
             "duration_seconds": round(seconds, 3),
             "rows_per_second": round(total_rows / seconds, 1),
             **currency,
+            "warnings": merge_warnings(warning_lists) + settled_warnings(upload.stats),
         },
         errors={"by_code": dict(sorted(by_code.items())), "sample": sample, "error": error},
         dry_run=True,

@@ -5,20 +5,33 @@ from __future__ import annotations
 import psycopg.errors
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+# Serialization failure, deadlock, admin/crash shutdown, cannot connect now (starting up or
+# shutting down), connection exceptions, and too many connections (no slot free right now).
 TRANSIENT_SQLSTATES = frozenset(
-    {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006", "08001", "08004"}
+    {
+        "40001",
+        "40P01",
+        "57P01",
+        "57P02",
+        "57P03",
+        "08000",
+        "08003",
+        "08006",
+        "08001",
+        "08004",
+        "53300",
+    }
 )
 
 
 class ChunkBusyError(RuntimeError):
-    """Another run holds the chunk (PROCESSING within its lease); it may be free on retry."""
+    """Another run holds the chunk (PROCESSING within its lease): that run finishes it, or
+    once the lease runs out a retry or the sweep takes it; not retried meanwhile."""
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for errors a retry can heal: lost connections, deadlocks, serialization failures,
-    and a chunk another run is still processing."""
-    if isinstance(exc, ChunkBusyError):
-        return True
+    """True for errors a retry can heal: lost connections, a database restarting or out of
+    connection slots, deadlocks and serialization failures."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     orig = exc.orig if isinstance(exc, DBAPIError) else exc

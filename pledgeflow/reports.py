@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterator, Sequence
 from itertools import groupby
 from typing import Any, TextIO
@@ -12,6 +13,8 @@ from sqlalchemy import select
 from pledgeflow.database import get_engine
 from schemas.frames import REPORT_COLUMNS, REPORT_SEPARATOR
 from schemas.tables import CsvUploadChunk
+
+SHOWN_CHARS = 80  # an offending value is shown cut to this many characters
 
 # OWASP's CSV-injection list: a spreadsheet treats a cell starting with these as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -39,11 +42,23 @@ def rejected_rows(upload_id: int) -> Iterator[dict[str, Any]]:
         yield from (errors or {}).get("rejected", [])
 
 
+def shown_value(value: object) -> str:
+    """An offending value as the terminal shows it: quoted, control characters escaped, cut to
+    SHOWN_CHARS characters (`…` marks the cut)."""
+    text = "" if value is None else str(value)
+    cut = text[:SHOWN_CHARS] + ("…" if len(text) > SHOWN_CHARS else "")
+    return json.dumps(cut, ensure_ascii=False)
+
+
 def neutralize(cell: object) -> str:
-    """A cell as text that a spreadsheet shows as text: a leading formula character gets a
-    single quote before it."""
+    """A cell as text that a spreadsheet shows as text: a formula character first, or first
+    after leading blanks (spreadsheets skip them), gets a single quote before the cell."""
     text = "" if cell is None else str(cell)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return (
+        "'" + text
+        if text.lstrip().startswith(FORMULA_STARTS) or text.startswith(FORMULA_STARTS)
+        else text
+    )
 
 
 def write_rejected_csv(upload_id: int, out: TextIO) -> int:
@@ -79,6 +94,7 @@ def write_rejected_csv(upload_id: int, out: TextIO) -> int:
                 str(row_number),
                 REPORT_SEPARATOR.join(str(e["column"]) for e in cells),
                 REPORT_SEPARATOR.join(str(e["code"]) for e in cells),
+                REPORT_SEPARATOR.join(shown_value(e.get("value")) for e in cells),
                 REPORT_SEPARATOR.join(str(e["message"]) for e in cells),
             ]
             writer.writerow([neutralize(c) for c in (*reasons, *source)])

@@ -14,33 +14,25 @@ were empty.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import platform
 import threading
 import time
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
 import orjson
-import pandas as pd
-import pandera
-import psycopg
 import redis
 
-import schemas
+from pledgeflow.chunk_digest import chunk_inputs, digest_of
 from pledgeflow.settings import get_settings
 from pledgeflow.staged_upserts import STAGES, StagedCopies
 from pledgeflow.transform import ChunkFrames
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 # After an error of a Redis, chunks in this process skip its cache this long instead of each
 # waiting for its own timeout.
 PAUSE_SECONDS = 60.0
@@ -57,28 +49,21 @@ class ChunkRows:
     imported_rows: int
     rejected_rows: int
     rejected: list[dict[str, Any]]
+    warnings: list[dict[str, Any]]
 
     @classmethod
     def mapped(cls, frames: ChunkFrames, platform: str) -> ChunkRows:
         """The rows of a chunk mapped just now."""
-        return cls(frames, platform, frames.imported_rows, frames.rejected_rows, frames.rejected)
+        return cls(
+            frames,
+            platform,
+            frames.imported_rows,
+            frames.rejected_rows,
+            frames.rejected,
+            frames.warnings,
+        )
 
 
-def _code_digest() -> str:
-    """A digest of the code that maps rows: pledgeflow's source files as this process loaded
-    them, and the versions of the libraries that parse and format values."""
-    digest = hashlib.sha256()
-    for package in (Path(__file__).parent, Path(schemas.__file__).parent):
-        for path in sorted(package.rglob("*.py")):
-            digest.update(path.relative_to(package.parent).as_posix().encode())
-            digest.update(path.read_bytes())
-    versions = (platform.python_version(), pd.__version__, np.__version__, pandera.__version__)
-    digest.update(repr((*versions, psycopg.__version__)).encode())
-    return digest.hexdigest()
-
-
-# Read at import: code replaced on disk under a running process does not relabel its output.
-CODE_DIGEST = _code_digest()
 STAGE_NAMES = frozenset(stage.name for stage in STAGES)
 
 
@@ -120,25 +105,29 @@ class RowCache:
         mapping: dict[str, Any] | None,
         currency: str | None,
         encoding: str,
+        dates: dict[str, Any] | None = None,
+        value_answers: list[int] | None = None,
     ) -> str:
-        """The entry of a chunk: its content and everything else its mapped rows depend on."""
-        # The json module: a mapping read from PostgreSQL may hold what orjson refuses.
-        inputs = json.dumps(
-            {
-                "format": FORMAT,
-                "code": CODE_DIGEST,
-                "data": data_digest.hex(),
-                "first_row": first_row,
-                "shop": shop,
-                "platform": platform,
-                "mapping": mapping,
-                "currency": currency,
-                "encoding": encoding,
-                "max_cell_chars": get_settings().max_cell_chars,
-            },
-            sort_keys=True,
+        """The entry of a chunk: its content and everything else its mapped rows depend on,
+        and the connection's encoding (the COPY data is in it)."""
+        return self.key_of(
+            chunk_inputs(
+                data_digest=data_digest,
+                first_row=first_row,
+                shop=shop,
+                platform=platform,
+                mapping=mapping,
+                currency=currency,
+                dates=dates,
+                value_answers=value_answers,
+            ),
+            encoding,
         )
-        return f"{self.prefix}:rows:{hashlib.sha256(inputs.encode()).hexdigest()}"
+
+    def key_of(self, inputs: dict[str, Any], encoding: str) -> str:
+        """The entry of a chunk whose rows come from `inputs` (`chunk_digest.chunk_inputs`),
+        written to COPY in `encoding`."""
+        return f"{self.prefix}:rows:{digest_of(inputs | {'format': FORMAT, 'encoding': encoding})}"
 
     def get(self, key: str) -> ChunkRows | None:
         """The entry under `key`, or None when there is none or it cannot be read."""
@@ -154,8 +143,10 @@ class RowCache:
             meta = orjson.loads(zlib.decompress(fields[_META]))
             sizes = {str(name): int(size) for name, size in meta["sizes"].items()}
             rejected = list(meta["rejected"])
+            warnings = list(meta["warnings"])
             if set(sizes) != STAGE_NAMES or not all(
-                isinstance(r, dict) and isinstance(r.get("code"), str) for r in rejected
+                isinstance(r, dict) and isinstance(r.get("code"), str)
+                for r in (*rejected, *warnings)
             ):
                 raise ValueError("an entry of another shape")
             data = {name: zlib.decompress(fields[name.encode()]) for name in sizes}
@@ -165,6 +156,7 @@ class RowCache:
                 imported_rows=int(meta["imported_rows"]),
                 rejected_rows=int(meta["rejected_rows"]),
                 rejected=rejected,
+                warnings=warnings,
             )
         except (KeyError, TypeError, ValueError, AttributeError, zlib.error) as exc:
             logger.info("ignored an unreadable row cache entry (%s)", type(exc).__name__)
@@ -187,6 +179,7 @@ class RowCache:
                     "imported_rows": chunk.imported_rows,
                     "rejected_rows": chunk.rejected_rows,
                     "rejected": chunk.rejected,
+                    "warnings": chunk.warnings,
                     "sizes": copies.sizes,
                 }
             )

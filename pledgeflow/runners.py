@@ -15,7 +15,7 @@ def chunk_task_runner() -> TaskRunner[Any]:
     holds a database connection)."""
     settings = get_settings()
     if settings.dask_address:
-        from prefect_dask import DaskTaskRunner  # only needed past one machine
+        from prefect_dask.task_runners import DaskTaskRunner  # only needed past one machine
 
         runner: TaskRunner[Any] = DaskTaskRunner(address=settings.dask_address)
         return runner

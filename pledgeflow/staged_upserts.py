@@ -14,8 +14,10 @@ held pledge's inventory is replaced. What changes is the cost:
 - ids are found by index probes (`ON CONFLICT`, `RETURNING`, or a scalar subquery per staged
   row), never by a join the planner could turn into a scan of a whole table;
 - counts come from the statements themselves (`RETURNING (xmax = 0)`);
-- unchanged rows cost a read, not a write, wherever the rules allow it (see `_positioned`
-  for backers and pledges, whose position must still advance).
+- unchanged rows cost a read, not a write: a backer or pledge equal to what is stored keeps
+  its row and its position, except while `WriteTarget.advance` asks for the position to move
+  (see `_positioned`); rows a later row of the upload supersedes were settled before the
+  chunks ran, and are dropped from the stages (pledges) or only created if missing (backers).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from pledgeflow.upserts import (
 )
 from schemas.tables import BACKER, INVENTORY, PLEDGE, PRODUCT, SURVEY
 
-_DIALECT = postgresql.dialect()
+_DIALECT = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy's own
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ SURVEY_COMPARED = ("backer_id", *SURVEY_COLUMNS)
 
 STAGE_PRODUCT = _Stage(
     "pf_stage_product",
-    tuple((c, PRODUCT.c[c]) for c in ("name", "kind", *PRODUCT_FILLED)),
+    tuple((c, PRODUCT.c[c]) for c in ("kind", "product_key", "name", *PRODUCT_FILLED)),
     "id bigint, todo boolean, state char(1)",
 )
 STAGE_BACKER = _Stage(
@@ -87,7 +89,7 @@ STAGE_PLEDGE = _Stage(
     (
         ("pledge_id", PLEDGE.c.pledge_id),
         ("email", BACKER.c.email),
-        ("product_name", PRODUCT.c.name),
+        ("product_key", PRODUCT.c.product_key),
         *((c, PLEDGE.c[c]) for c in ("amount", "shipping_amount", "currency", "status")),
         ("pledged_at", PLEDGE.c.pledged_at),
         ("source_row", PLEDGE.c.source_row),
@@ -100,7 +102,8 @@ STAGE_INVENTORY = _Stage(
     "pf_stage_inventory",
     (
         ("pledge_key", PLEDGE.c.pledge_id),
-        ("product_name", PRODUCT.c.name),
+        ("product_kind", PRODUCT.c.kind),
+        ("product_key", PRODUCT.c.product_key),
         ("quantity", INVENTORY.c.quantity),
     ),
     "survey_id bigint, product_id bigint, same boolean",
@@ -122,24 +125,28 @@ def _later(position: tuple[str, str]) -> str:
 PRODUCT_PROBE = f"""
 UPDATE {STAGE_PRODUCT.name} s SET (id, todo) = (
     SELECT p.id, {" OR ".join(f"(p.{c} IS NULL AND s.{c} IS NOT NULL)" for c in PRODUCT_FILLED)}
-    FROM product p WHERE p.project_id = %(project_id)s AND p.name = s.name)
+    FROM product p
+    WHERE p.project_id = %(project_id)s AND p.kind = s.kind AND p.product_key = s.product_key)
 """
 PRODUCT_UPSERT = f"""
 WITH w AS (
-    INSERT INTO product AS t (project_id, name, kind, {", ".join(PRODUCT_FILLED)})
-    SELECT %(project_id)s, name, kind, {", ".join(PRODUCT_FILLED)} FROM {STAGE_PRODUCT.name}
-    WHERE id IS NULL OR todo ORDER BY name
-    ON CONFLICT (project_id, name) DO UPDATE
+    INSERT INTO product AS t (project_id, kind, product_key, name, {", ".join(PRODUCT_FILLED)})
+    SELECT %(project_id)s, kind, product_key, name, {", ".join(PRODUCT_FILLED)}
+    FROM {STAGE_PRODUCT.name}
+    WHERE id IS NULL OR todo ORDER BY kind, product_key
+    ON CONFLICT (project_id, kind, product_key) DO UPDATE
     SET {", ".join(f"{c} = coalesce(t.{c}, excluded.{c})" for c in PRODUCT_FILLED)}
     WHERE {" OR ".join(f"(t.{c} IS NULL AND excluded.{c} IS NOT NULL)" for c in PRODUCT_FILLED)}
-    RETURNING t.id, t.name, (t.xmax = 0) AS created
+    RETURNING t.id, t.kind, t.product_key, (t.xmax = 0) AS created
 )
 UPDATE {STAGE_PRODUCT.name} s
-SET id = w.id, state = CASE WHEN w.created THEN 'c' ELSE 'u' END FROM w WHERE s.name = w.name
+SET id = w.id, state = CASE WHEN w.created THEN 'c' ELSE 'u' END
+FROM w WHERE s.kind = w.kind AND s.product_key = w.product_key
 """
 PRODUCT_IDS = f"""
 UPDATE {STAGE_PRODUCT.name} s SET id = (
-    SELECT p.id FROM product p WHERE p.project_id = %(project_id)s AND p.name = s.name)
+    SELECT p.id FROM product p
+    WHERE p.project_id = %(project_id)s AND p.kind = s.kind AND p.product_key = s.product_key)
 WHERE s.state IS NULL
 """
 
@@ -244,21 +251,31 @@ PLEDGE_STATEMENTS = tuple(
         "pledge_id",
         PLEDGE_VALUES,
         f"{STAGE_PLEDGE.name} s JOIN {STAGE_BACKER.name} b ON b.email = s.email "
-        f"LEFT JOIN {STAGE_PRODUCT.name} p ON p.name = s.product_name",
+        f"LEFT JOIN {STAGE_PRODUCT.name} p ON p.kind = 'reward' AND p.product_key = s.product_key",
         compared=PLEDGE_COMPARED,
         position=("upload_id", "source_row"),
         advance=advance,
     )
     for advance in (True, False)
 )
-# A pledge this statement did not write is still held when its stored position is this very row.
+# A pledge the statements did not write is still held when its stored position is this very
+# row, or an earlier one whose content is equal (an unchanged pledge, left unwritten).
 PLEDGE_HELD = f"""
 UPDATE {STAGE_PLEDGE.name} s SET (id, backer_id) = (
     SELECT t.id, t.backer_id FROM pledge t
     WHERE t.project_id = %(project_id)s AND t.pledge_id = s.pledge_id
-      AND t.upload_id = %(upload_id)s AND t.source_row = s.source_row)
+      AND ROW(t.upload_id, t.source_row) <= ROW(%(upload_id)s::bigint, s.source_row))
 WHERE s.state IS NULL
 """
+# Rows a later row of the same upload supersedes (settled before the chunks ran): a pledge is
+# not written at all, with its survey and inventory; a backer is only created if missing.
+PLEDGE_SUPERSEDED = (
+    f"DELETE FROM {STAGE_PLEDGE.name} WHERE source_row = ANY(%(superseded_pledges)s::int[])"
+)
+BACKER_SUPERSEDED = (
+    f"UPDATE {STAGE_BACKER.name} SET state = 's' "
+    "WHERE state IS NULL AND source_row = ANY(%(superseded_backers)s::int[])"
+)
 
 # Surveys of held pledges that existed before this chunk: compare first, so an unchanged survey
 # is read, not locked; a pledge created by this chunk has no survey yet.
@@ -287,7 +304,8 @@ FROM w WHERE s.id = w.pledge_id
 INVENTORY_RESOLVE = f"""
 UPDATE {STAGE_INVENTORY.name} w SET survey_id = s.survey_id, product_id = p.id
 FROM {STAGE_PLEDGE.name} s, {STAGE_PRODUCT.name} p
-WHERE s.pledge_id = w.pledge_key AND s.survey_id IS NOT NULL AND p.name = w.product_name
+WHERE s.pledge_id = w.pledge_key AND s.survey_id IS NOT NULL
+  AND p.kind = w.product_kind AND p.product_key = w.product_key
 """
 # Surveys that existed before this chunk may carry lines the latest row no longer has.
 _OLD_SURVEYS = (
@@ -316,11 +334,13 @@ WITH w AS (
     ORDER BY survey_id, product_id
     ON CONFLICT (survey_id, product_id) DO UPDATE SET quantity = excluded.quantity
     WHERE t.quantity IS DISTINCT FROM excluded.quantity
-    RETURNING (t.xmax = 0) AS created
+    RETURNING t.survey_id, t.product_id, (t.xmax = 0) AS created
 )
-SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM w
+SELECT survey_id, product_id, created FROM w
 """
-INVENTORY_WANTED = f"SELECT count(*) FROM {STAGE_INVENTORY.name} WHERE survey_id IS NOT NULL"
+INVENTORY_WANTED = (
+    f"SELECT DISTINCT survey_id, product_id FROM {STAGE_INVENTORY.name} WHERE survey_id IS NOT NULL"
+)
 
 
 def _states(stage: str, column: str = "state", scope: str = "") -> str:
@@ -336,6 +356,15 @@ COUNTS = (
     ("pledge", _states(STAGE_PLEDGE.name)),
     ("survey", _states(STAGE_PLEDGE.name, "survey_state", "FILTER (WHERE id IS NOT NULL)")),
 )
+# Each staged key and its outcome, for distinct counts across chunks (`pledgeflow.distinct`);
+# keys are those of the portable path: the scope parameter, then the staged key.
+KEY_STATES = (
+    ("backer", "shop", f"SELECT email, state FROM {STAGE_BACKER.name}"),
+    ("product", "project_id", f"SELECT kind::text, product_key, state FROM {STAGE_PRODUCT.name}"),
+    ("pledge", "project_id", f"SELECT pledge_id, state FROM {STAGE_PLEDGE.name}"),
+    ("survey", None, f"SELECT id, survey_state FROM {STAGE_PLEDGE.name} WHERE id IS NOT NULL"),
+)
+STATE_OUTCOMES = {"c": "created", "u": "updated"}
 
 
 def _sanitized(exc: psycopg.Error, what: str) -> StatementError:
@@ -466,6 +495,8 @@ def write_chunk_staged(
         "project_id": target.project_id,
         "upload_id": target.upload_id,
         "platform": target.platform,
+        "superseded_pledges": sorted(target.superseded_pledges),
+        "superseded_backers": sorted(target.superseded_backers),
     }
     raw = _psycopg(conn)
 
@@ -485,6 +516,8 @@ def write_chunk_staged(
         else:
             sizes, copies = _stage_frames(cursor, rows, keep=keep)
     products, backers, pledges, inventory_rows = (sizes[stage.name] for stage in STAGES)
+    if pledges and target.superseded_pledges:
+        pledges -= run(PLEDGE_SUPERSEDED)
 
     if products:
         run(PRODUCT_PROBE)
@@ -498,7 +531,7 @@ def write_chunk_staged(
     if new_backers < backers:
         run(BACKER_IDS)
     advance, rewrite = PLEDGE_STATEMENTS
-    handled = run(advance) if pledges else 0
+    handled = run(advance) if pledges and target.advance else 0
     if handled < pledges:
         handled += run(rewrite)
     if handled < pledges:
@@ -512,17 +545,34 @@ def write_chunk_staged(
         inventory.deleted = run(INVENTORY_DELETE)
         if inventory_rows:
             run(INVENTORY_PROBE)
-            created, updated = conn.exec_driver_sql(INVENTORY_UPSERT).one()
-            wanted = conn.exec_driver_sql(INVENTORY_WANTED).scalar_one()
-            inventory.created, inventory.updated = created, updated
-            inventory.unchanged = wanted - created - updated
+            written = {
+                (survey, product): "created" if created else "updated"
+                for survey, product, created in conn.exec_driver_sql(INVENTORY_UPSERT)
+            }
+            for survey, product in conn.exec_driver_sql(INVENTORY_WANTED):
+                inventory.keys.add(written.get((survey, product), "unchanged"), (survey, product))
+            inventory.created = len(inventory.keys.created)
+            inventory.updated = len(inventory.keys.updated)
+            inventory.unchanged = len(inventory.keys.unchanged)
     if new_backers < backers:
+        settled = new_backers
+        if target.superseded_backers:
+            settled += run(BACKER_SUPERSEDED)
         advance, rewrite = BACKER_STATEMENTS
-        if new_backers + run(advance) < backers:
+        if target.advance:
+            settled += run(advance)
+        if settled < backers:
             run(rewrite)
     counts = WriteCounts()
     for name, sql in COUNTS:
         created, updated, total = conn.exec_driver_sql(sql).one()
         counts.tables[name] = TableCounts(created, updated, total - created - updated)
+    for name, scope, sql in KEY_STATES:
+        keys = counts.tables[name].keys
+        for *key, state in conn.exec_driver_sql(sql):
+            keys.add(
+                STATE_OUTCOMES.get(state, "unchanged"),
+                tuple(key) if scope is None else (params[scope], *key),
+            )
     counts.tables["inventory"] = inventory
     return counts, copies

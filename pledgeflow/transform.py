@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -11,8 +12,23 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from pledgeflow.dates import (
+    DATE_DTYPE,
+    DateColumn,
+    infer_date_column,
+    invalid_date_message,
+    parse_date_column,
+)
 from pledgeflow.settings import get_settings
-from pledgeflow.values import parse_dates, parse_money
+from pledgeflow.value_rules import (
+    ValueWarnings,
+    apply_countries,
+    check_emails,
+    clean_cells,
+    phones,
+    rows_needing_cell_rules,
+)
+from pledgeflow.values import is_blank, parse_money, per_distinct
 from schemas.frames import (
     REASON_CODES,
     BackerFrame,
@@ -33,8 +49,6 @@ from schemas.layout import (
     Layout,
 )
 
-KIND_PRECEDENCE = {"reward": 0, "addon": 1, "item": 2}
-
 
 @dataclass
 class ChunkFrames:
@@ -48,17 +62,28 @@ class ChunkFrames:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     imported_rows: int = 0
     rejected_rows: int = 0
+    # What the value rules changed or could not (`ValueWarnings.as_list`).
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
-def rejection(row: int, column: str, value: object, code: str) -> dict[str, Any]:
-    """One entry of `errors["rejected"]`, in the shape DESIGN.md fixes."""
+def rejection(
+    row: int, column: str, value: object, code: str, message: str | None = None
+) -> dict[str, Any]:
+    """One entry of `errors["rejected"]`, in the shape DESIGN.md fixes; the message is the
+    code's, unless the library that refused the value said why."""
     return {
         "row": int(row),
         "column": column,
         "value": "" if value is None else str(value),
         "code": code,
-        "message": REASON_CODES[code],
+        "message": message or REASON_CODES[code],
     }
+
+
+def rows_by_code(rejected: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Rejected rows per reason code: a row with two bad dates counts once under invalid_date,
+    a row with a bad date and a bad amount once under each."""
+    return dict(Counter(code for _, code in {(r["row"], r["code"]) for r in rejected}))
 
 
 def _unstorable_cell(cells: Sequence[str], max_chars: int) -> tuple[int, str]:
@@ -85,6 +110,20 @@ def _text_cells(record: Sequence[object]) -> tuple[Sequence[str], str]:
     return cells, "".join(cells)
 
 
+def row_keys(layout: Layout, record: object) -> tuple[Sequence[str], str, str] | None:
+    """A source row's cells as text, pledge key and email, normalized as `build_frames` keys
+    them; None for a row it rejects whatever its cells hold (too short, or not a list)."""
+    if not isinstance(record, list | tuple):
+        return None
+    cells, _ = _text_cells(record)
+    email_at = layout.fields.get(EMAIL)
+    key_at = email_at if layout.key_from_email else layout.fields.get(PLEDGE_KEY)
+    if email_at is None or key_at is None or len(cells) < len(layout.headers):
+        return None
+    email = cells[email_at].strip().lower()
+    return cells, (email if layout.key_from_email else cells[key_at].strip()), email
+
+
 def build_frames(
     headers: Sequence[str],
     rows: Sequence[Sequence[object]],
@@ -93,15 +132,23 @@ def build_frames(
     project_currency: str | None,
     *,
     max_cell_chars: int | None = None,
+    dates: Mapping[str, DateColumn] | None = None,
+    row_numbers: Sequence[int] | None = None,
 ) -> ChunkFrames:
-    """Map, validate and de-duplicate one chunk; every row ends imported or rejected."""
+    """Map, validate and de-duplicate one chunk; every row ends imported or rejected.
+
+    `dates` holds the style decided for each date field over the whole upload; a field without
+    one takes the style its cells in this chunk show. Rows are numbered from `first_row`, or by
+    `row_numbers` (one per row) when given.
+    """
     max_cell_chars = max_cell_chars or get_settings().max_cell_chars
     width = len(headers)
     rejected: list[dict[str, Any]] = []
     kept: list[Sequence[str]] = []
     kept_rows: list[int] = []
+    kept_joined: list[str] = []  # each kept row's cells joined, for the cell rules' marks
     for offset, record in enumerate(rows):
-        row_number = first_row + offset
+        row_number = first_row + offset if row_numbers is None else row_numbers[offset]
         cells, joined = _text_cells(record)
         if len(cells) < width:
             rejected.append(rejection(row_number, headers[len(cells)], "", "short_record"))
@@ -121,9 +168,13 @@ def build_frames(
             continue
         kept.append(cells)
         kept_rows.append(row_number)
+        kept_joined.append(joined)
 
     raw = pd.DataFrame(kept, index=pd.Index(kept_rows, dtype="int64"), columns=range(width))
     raw = raw.astype("str") if kept else raw
+    # The rows the cell rules must look at (`needs_cell_rules`), found for the chunk at once.
+    flagged = [kept_rows[position] for position in rows_needing_cell_rules(kept_joined)]
+    warnings = clean_cells(raw, flagged, headers)
     source = pd.DataFrame(
         {
             name: raw[layout.fields[name]] if name in layout.fields else ""
@@ -131,9 +182,28 @@ def build_frames(
         },
         index=raw.index,
     ).astype("str")
+    emails, refusals = check_emails(source[EMAIL])
+    refused = refusals.dropna()
+    rejected += [
+        rejection(row, headers_of(layout, EMAIL), source.at[row, EMAIL], "invalid_email", why)
+        for row, why in zip(refused.index.tolist(), refused.tolist(), strict=True)
+    ]
+    source[EMAIL] = emails.where(refusals.isna() & (emails != ""), source[EMAIL])
     if layout.key_from_email:
         source[PLEDGE_KEY] = source[EMAIL]
     rejected += _cell_failures(source, layout)
+    styles = {
+        name: (dates or {}).get(name) or infer_date_column(source[name])
+        for name in DATE_FIELDS
+        if name in layout.fields
+    }
+    parsed_dates = {
+        name: parse_date_column(source[name], styles[name])
+        if styles.get(name)
+        else pd.Series(pd.NaT, index=source.index, dtype=DATE_DTYPE)
+        for name in DATE_FIELDS
+    }
+    rejected += _date_failures(source, parsed_dates, layout, styles)
     quantities = _quantity_cells(raw, layout)
     rejected += _quantity_failures(quantities)
 
@@ -143,9 +213,17 @@ def build_frames(
     rejected.sort(key=lambda r: (r["row"], r["column"]))
     named = _named_items(raw.loc[valid.index], layout)
     frames = _canonical_frames(
-        valid, raw.loc[valid.index], quantities, named, layout, project_currency
+        valid,
+        raw.loc[valid.index],
+        quantities,
+        named,
+        layout,
+        project_currency,
+        {name: parsed.loc[valid.index] for name, parsed in parsed_dates.items()},
+        warnings,
     )
     frames.rejected = rejected
+    frames.warnings = warnings.as_list()
     frames.imported_rows = len(valid)
     frames.rejected_rows = len(bad_rows)
     return frames
@@ -166,6 +244,28 @@ def _cell_failures(source: pd.DataFrame, layout: Layout) -> list[dict[str, Any]]
             out.append(rejection(int(case.index), column, case.failure_case, str(case.check)))
         return out
     return []
+
+
+def _date_failures(
+    source: pd.DataFrame,
+    parsed: dict[str, pd.Series],
+    layout: Layout,
+    styles: Mapping[str, DateColumn | None],
+) -> list[dict[str, Any]]:
+    """A rejection for each non-blank date cell its column's style does not read."""
+    out = []
+    for name, values in parsed.items():
+        bad = values.isna() & ~is_blank(source[name])
+        if not bad.any():
+            continue
+        column = headers_of(layout, name)
+        message = invalid_date_message(styles.get(name))
+        cells = source.loc[bad, name]
+        out += [
+            rejection(row, column, cell, "invalid_date", message)
+            for row, cell in zip(cells.index.tolist(), cells.tolist(), strict=True)
+        ]
+    return out
 
 
 def headers_of(layout: Layout, field_name: str) -> str:
@@ -201,18 +301,22 @@ def _named_items(raw: pd.DataFrame, layout: Layout) -> pd.DataFrame:
 
 
 def _quantity_cells(raw: pd.DataFrame, layout: Layout) -> pd.DataFrame:
-    columns = [(i, name) for i, _, name in layout.addon_columns] + list(layout.item_columns)
+    addons = addon_ids(layout)
+    columns = [(i, "addon", external_id) for i, external_id, _ in layout.addon_columns] + [
+        (i, *product_of(name, addons)) for i, name in layout.item_columns
+    ]
     parts = [
         pd.DataFrame(
             {
                 "row": raw.index.astype("int64"),
                 "column": index,
                 "header": layout.headers[index].strip(),
-                "product": name,
+                "product_kind": kind,
+                "product_key": key,
                 "value": raw[index].to_numpy(dtype=object),
             }
         )
-        for index, name in columns
+        for index, kind, key in columns
     ]
     if not parts:
         return pd.DataFrame(
@@ -220,12 +324,15 @@ def _quantity_cells(raw: pd.DataFrame, layout: Layout) -> pd.DataFrame:
                 "row": pd.Series(dtype="int64"),
                 "column": pd.Series(dtype="int64"),
                 "header": pd.Series(dtype="str"),
-                "product": pd.Series(dtype="str"),
+                "product_kind": pd.Series(dtype="str"),
+                "product_key": pd.Series(dtype="str"),
                 "value": pd.Series(dtype="str"),
             }
         )
     cells = pd.concat(parts, ignore_index=True)
-    return cells.astype({"header": "str", "product": "str", "value": "str"})
+    return cells.astype(
+        {"header": "str", "product_kind": "str", "product_key": "str", "value": "str"}
+    )
 
 
 def _quantity_failures(cells: pd.DataFrame) -> list[dict[str, Any]]:
@@ -242,21 +349,19 @@ def _quantity_failures(cells: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _blank_to_none(cells: pd.Series) -> pd.Series:
     # A comprehension over the values is several times faster than the `.str` accessor on
-    # Python-backed strings, and this runs on every canonical column of every chunk.
+    # Python-backed strings (and than hashing mostly distinct cells to trim each once).
     stripped = [cell.strip() or None for cell in cells.to_numpy(dtype=object)]
     return pd.Series(stripped, index=cells.index, dtype="str")
 
 
 def _money_column(cells: pd.Series, project_currency: str | None) -> tuple[pd.Series, pd.Series]:
-    # A column repeats a few amounts many times: parse each distinct cell once.
     # SourceRows rejected the rows whose cells do not parse (MoneyError) already.
-    parsed: dict[str, tuple[Decimal | None, str | None]] = {
-        cell: parse_money(cell, project_currency) if cell.strip() else (None, None)
-        for cell in cells.unique()
-    }
-    pairs = [parsed[cell] for cell in cells.to_numpy(dtype=object)]
-    amounts = [amount for amount, _ in pairs]
-    currencies = [currency for _, currency in pairs]
+    def parsed(cell: str) -> tuple[Decimal | None, str | None]:
+        return parse_money(cell, project_currency) if cell.strip() else (None, None)
+
+    pairs = per_distinct(cells, parsed, (None, None))
+    amounts = np.fromiter((amount for amount, _ in pairs), dtype=object, count=len(pairs))
+    currencies = np.fromiter((currency for _, currency in pairs), dtype=object, count=len(pairs))
     return (
         pd.Series(amounts, index=cells.index, dtype=object),
         pd.Series(currencies, index=cells.index, dtype=object),
@@ -270,15 +375,17 @@ def _canonical_frames(
     named: pd.DataFrame,
     layout: Layout,
     project_currency: str | None,
+    dates: dict[str, pd.Series],
+    warnings: ValueWarnings,
 ) -> ChunkFrames:
     text = {name: _blank_to_none(valid[name]) for name in valid.columns}
     for name, fallback in layout.fallbacks:
         text[name] = text[name].fillna(text[fallback])
+    _apply_value_rules(text, layout, warnings)
     if layout.title_separator:
         title = text["reward_title"].str.split(layout.title_separator, n=1, regex=False).str[0]
         text["reward_title"] = _blank_to_none(title.fillna(""))
     money = {name: _money_column(valid[name], project_currency) for name in MONEY_FIELDS}
-    dates = {name: parse_dates(valid[name]) for name in DATE_FIELDS}
     rows = pd.Series(valid.index, index=valid.index, dtype="int64")
     email = valid["email"].str.strip().str.lower()
 
@@ -293,13 +400,13 @@ def _canonical_frames(
         }
     ).drop_duplicates("email", keep="last")
 
-    reward_name, reward_products = _rewards(text, money["reward_minimum"])
+    reward_key, reward_products = _rewards(text, money["reward_minimum"])
     pledge_currency = money["amount"][1].fillna(money["shipping_amount"][1])
     pledges = pd.DataFrame(
         {
             "pledge_key": email if layout.key_from_email else valid["pledge_key"].str.strip(),
             "email": email,
-            "product_name": reward_name.astype("str"),  # str even when the chunk is empty
+            "product_key": reward_key.astype("str"),  # str even when the chunk is empty
             "amount": money["amount"][0],
             "shipping_amount": money["shipping_amount"][0],
             "currency": pledge_currency.fillna(project_currency or pd.NA).astype("str"),
@@ -325,8 +432,10 @@ def _canonical_frames(
         }
     )
 
-    products = _products(reward_products, layout, named)
-    inventory = _inventory(quantities, named, pledges)
+    # Add-on and item columns name products only for a chunk with rows: a header-only file
+    # creates nothing.
+    products = _products(reward_products, layout, named, header_columns=not valid.empty)
+    inventory = _inventory(quantities, named, pledges, addon_ids(layout))
     return ChunkFrames(
         backers=BackerFrame.validate(backers),
         products=ProductFrame.validate(products),
@@ -336,10 +445,22 @@ def _canonical_frames(
     )
 
 
+def _apply_value_rules(text: dict[str, pd.Series], layout: Layout, warnings: ValueWarnings) -> None:
+    """ISO country codes, then phones in E.164 with the row's country as region."""
+    apply_countries(text, warnings)
+    region = text["shipping_country_code"].fillna(text["country"])
+    text["shipping_phone"] = phones(text["shipping_phone"], region, warnings)
+    same_column = layout.fields.get("phone", -1) == layout.fields.get("shipping_phone", -2)
+    text["phone"] = (
+        text["shipping_phone"] if same_column else phones(text["phone"], region, warnings)
+    )
+
+
 def _rewards(
     text: dict[str, pd.Series], minimum: tuple[pd.Series, pd.Series]
 ) -> tuple[pd.Series, pd.DataFrame]:
-    """Name each row's reward tier: its title, else `Reward <id>`, else `Reward <minimum>`."""
+    """Key each row's reward tier by its platform id, else its name; name it by its title,
+    else `Reward <id>`, else `Reward <minimum>`. Two tiers with one title stay two products."""
     price, currency = minimum
     by_minimum = pd.Series(
         [
@@ -351,63 +472,105 @@ def _rewards(
     )
     by_id = ("Reward " + text["reward_id"]).where(text["reward_id"].notna(), None)
     name = text["reward_title"].fillna(by_id).fillna(by_minimum).astype("str")
+    key = text["reward_id"].fillna(name).astype("str")
     rewards = pd.DataFrame(
         {
-            "name": name,
             "kind": "reward",
+            "product_key": key,
+            "name": name,
             "external_id": text["reward_id"],
             "price": price,
             "currency": currency,
         }
     )
-    rewards = rewards[rewards["name"].notna()].drop_duplicates("name", keep="last")
-    return name, rewards
+    rewards = rewards[rewards["product_key"].notna()].drop_duplicates("product_key", keep="last")
+    return key, rewards
 
 
-def _products(rewards: pd.DataFrame, layout: Layout, named: pd.DataFrame) -> pd.DataFrame:
-    # A named item takes the first SKU seen with its name.
+def addon_ids(layout: Layout) -> dict[str, str]:
+    """The add-on id of each add-on name: an item column or item name that names an add-on
+    counts the same goods, so it shares the add-on's product."""
+    return {name: external_id for _, external_id, name in layout.addon_columns}
+
+
+def product_of(name: str, addons: dict[str, str]) -> tuple[str, str]:
+    """(kind, product_key) of an item named `name`: the add-on of that name, else the item."""
+    return ("addon", addons[name]) if name in addons else ("item", name)
+
+
+def _products(
+    rewards: pd.DataFrame, layout: Layout, named: pd.DataFrame, *, header_columns: bool = True
+) -> pd.DataFrame:
+    addons = addon_ids(layout)
+    # A named item takes the first SKU seen with its name; its key stays the name, because the
+    # SKU cell beside a name may be blank on some rows.
     skus = named.sort_values("row", kind="stable").groupby("product", sort=True)["sku"].first()
+    addon_columns = layout.addon_columns if header_columns else ()
+    item_columns = layout.item_columns if header_columns else ()
     extra = (
         [
-            {"name": name, "kind": "addon", "external_id": ext, "price": None, "currency": None}
-            for _, ext, name in layout.addon_columns
-        ]
-        + [
-            {"name": name, "kind": "item", "external_id": None, "price": None, "currency": None}
-            for _, name in layout.item_columns
+            {
+                "kind": "addon",
+                "product_key": ext,
+                "name": name,
+                "external_id": ext,
+                "price": None,
+                "currency": None,
+            }
+            for _, ext, name in addon_columns
         ]
         + [
             {
-                "name": name,
                 "kind": "item",
+                "product_key": name,
+                "name": name,
+                "external_id": None,
+                "price": None,
+                "currency": None,
+            }
+            for _, name in item_columns
+            if name not in addons
+        ]
+        + [
+            {
+                "kind": "item",
+                "product_key": name,
+                "name": name,
                 "external_id": None if pd.isna(sku) else sku,
                 "price": None,
                 "currency": None,
             }
             for name, sku in skus.items()
+            if name not in addons
         ]
     )
     products = pd.concat([rewards, pd.DataFrame(extra, columns=rewards.columns)])
-    products = products.assign(rank=products["kind"].map(KIND_PRECEDENCE))
-    products = products.sort_values(["name", "rank"], kind="stable").drop_duplicates("name")
-    products = products.drop(columns="rank").reset_index(drop=True)
+    products = products.drop_duplicates(["kind", "product_key"]).reset_index(drop=True)
     products["price"] = products["price"].astype(object).where(products["price"].notna(), None)
-    return products.astype({"name": "str", "kind": "str", "external_id": "str", "currency": "str"})
+    return products.astype(
+        {
+            "kind": "str",
+            "product_key": "str",
+            "name": "str",
+            "external_id": "str",
+            "currency": "str",
+        }
+    )
 
 
 def _inventory(
-    quantities: pd.DataFrame, named: pd.DataFrame, pledges: pd.DataFrame
+    quantities: pd.DataFrame, named: pd.DataFrame, pledges: pd.DataFrame, addons: dict[str, str]
 ) -> pd.DataFrame:
-    """Quantities above zero of each winning row; an add-on and an item of the same name
-    count the same goods, so the line takes the larger of the two. Named items (Indiegogo)
-    count one unit per `Item Name` cell, summed where a row names an item twice."""
+    """Quantities above zero of each winning row, per (kind, product_key); an add-on and an
+    item of the same name count the same goods, so the line takes the larger of the two. Named
+    items (Indiegogo) count one unit per `Item Name` cell, summed where a row names one twice."""
     keys = pd.Series(pledges["pledge_key"].to_numpy(), index=pledges["source_row"].to_numpy())
     cells = quantities[quantities["row"].isin(keys.index)]
     # A quantity column holds a handful of distinct cells: convert each once.
-    values = cells["value"]
-    qty = values.map({cell: int(cell.strip() or "0") for cell in values.unique()})
+    qty = per_distinct(cells["value"], lambda cell: int(cell.strip() or "0"), 0, "int64")
     named = named[named["row"].isin(keys.index)]
     units = named.groupby(["row", "product"], sort=False).size()
+    unit_products = [product_of(name, addons) for name in units.index.get_level_values("product")]
     lines = pd.DataFrame(
         {
             "pledge_key": np.concatenate(
@@ -416,21 +579,34 @@ def _inventory(
                     keys.loc[units.index.get_level_values("row")].to_numpy(dtype=object),
                 ]
             ),
-            "product_name": np.concatenate(
+            "product_kind": np.concatenate(
                 [
-                    cells["product"].to_numpy(dtype=object),
-                    units.index.get_level_values("product").to_numpy(dtype=object),
+                    cells["product_kind"].to_numpy(dtype=object),
+                    np.array([kind for kind, _ in unit_products], dtype=object),
                 ]
             ),
-            "quantity": np.concatenate(
-                [qty.to_numpy(dtype="int64"), units.to_numpy(dtype="int64")]
+            "product_key": np.concatenate(
+                [
+                    cells["product_key"].to_numpy(dtype=object),
+                    np.array([key for _, key in unit_products], dtype=object),
+                ]
             ),
+            "quantity": np.concatenate([qty, units.to_numpy(dtype="int64")]),
         }
     )
-    owed = lines[lines["quantity"] > 0].groupby(["pledge_key", "product_name"], sort=True)
+    owed = lines[lines["quantity"] > 0].groupby(
+        ["pledge_key", "product_kind", "product_key"], sort=True
+    )
     return (
         owed["quantity"]
         .max()
         .reset_index()
-        .astype({"pledge_key": "str", "product_name": "str", "quantity": "int64"})
+        .astype(
+            {
+                "pledge_key": "str",
+                "product_kind": "str",
+                "product_key": "str",
+                "quantity": "int64",
+            }
+        )
     )

@@ -12,18 +12,41 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, func, select, update
 
 from pledgeflow.chunks import now
+from pledgeflow.counters import refresh_upload_counters
 from pledgeflow.currencies import currency_summary
 from pledgeflow.database import database_identity, get_engine, transaction
+from pledgeflow.distinct import DistinctCounts
 from pledgeflow.failures import UploadNotFoundError
+from pledgeflow.quantity_columns import answer_columns_by_value
 from pledgeflow.settings import get_settings
+from pledgeflow.settlement import settle_upload, settled_warnings
+from pledgeflow.upload_dates import DateStyleError, dates_report, decide_dates
+from pledgeflow.value_rules import merge_warnings
+from schemas.layout import clean_label
 from schemas.mappings import ColumnMapping, MappingError
-from schemas.platforms import UnknownLayoutError, UnsupportedPlatformError, resolve_layout
+from schemas.platforms import (
+    FORCED_SIGNATURE,
+    UnknownLayoutError,
+    UnsupportedPlatformError,
+    resolve_layout,
+)
 from schemas.tables import DATA_TABLES, PROJECT, UPLOAD, CsvUpload, CsvUploadChunk, UploadStatus
 
 logger = logging.getLogger(__name__)
 SAMPLE_SIZE = 100
-# Stats written before aggregation (detection, a dry run's prediction) that it keeps.
-KEPT_STATS = ("detection", "dry_run")
+# Stats written before aggregation (detection, a dry run's prediction, the caller's threshold,
+# the encoding a file was decoded with, the items-block decision made when staged, the time
+# staging took, the settlement) that it keeps.
+KEPT_STATS = (
+    "detection",
+    "dry_run",
+    "max_rejected_fraction",
+    "encoding",
+    "items_block",
+    "staging_seconds",
+    "settled",
+)
+TOP_CODES = 5  # reason codes an all_rows_rejected / too_many_rejected error names
 
 
 class UploadPlan(BaseModel):
@@ -37,7 +60,16 @@ class UploadPlan(BaseModel):
     # Names this upload across databases and identity resets, to scope cached chunk results.
     upload_key: str = ""
     chunk_ids: list[int] = []
+    # Each chunk's name for run history, in chunk_ids' order (`chunk_name`).
+    chunk_names: list[str] = []
     error: dict[str, Any] | None = None
+
+
+def chunk_name(chunk_index: int, first_row: int, row_count: int) -> str:
+    """A chunk as ops see it everywhere (task runs, summary, status): its index in the upload
+    and the data rows it holds, e.g. `chunk-0-rows-1-2000`."""
+    last = first_row + row_count - 1 if row_count else first_row
+    return f"chunk-{chunk_index}-rows-{first_row}-{last}"
 
 
 class UploadResult(BaseModel):
@@ -70,9 +102,17 @@ def find_upload_key(upload_id: int, shop: str | None = None) -> str | None:
         row = conn.execute(
             select(UPLOAD.c.created_at, UPLOAD.c.shop).where(UPLOAD.c.id == upload_id)
         ).first()
-    if row is None or (shop is not None and row.shop != shop):
+    # `shop` arrives trimmed and lower-cased (ShopDomain); a web app may store it as typed.
+    if row is None or (shop is not None and row.shop.strip().lower() != shop):
         return None
     return upload_key(upload_id, row.created_at)
+
+
+def upload_shop(upload_id: int) -> str | None:
+    """The shop an upload belongs to; None when no such upload exists."""
+    with get_engine().connect() as conn:
+        shop = conn.scalar(select(UPLOAD.c.shop).where(UPLOAD.c.id == upload_id))
+    return None if shop is None else str(shop)
 
 
 def record_flow_run(upload_id: int, flow_run_id: str) -> None:
@@ -119,16 +159,58 @@ def check_upload_bounds(conn: Connection, upload: Any, width: int) -> None:
         )
 
 
+def rejection_failure(
+    total_rows: int,
+    imported_rows: int,
+    rejected_rows: int,
+    by_code: dict[str, int],
+    max_rejected_fraction: float | None = None,
+) -> dict[str, Any] | None:
+    """The upload's error when its rejections alone fail it, else None.
+
+    An upload that imported none of its data rows did not succeed (`all_rows_rejected`); with
+    `max_rejected_fraction`, neither did one rejecting a larger share (`too_many_rejected`).
+    A header-only file (no data rows) is not a failure.
+    """
+    if rejected_rows == 0 or total_rows == 0:
+        return None
+    top = dict(Counter(by_code).most_common(TOP_CODES))
+    reasons = ", ".join(f"{code} {count}" for code, count in top.items())
+    if imported_rows == 0:
+        return {
+            "code": "all_rows_rejected",
+            "message": f"every data row ({rejected_rows}) was rejected, so nothing was imported "
+            f"(rows by reason: {reasons}); `pledgeflow errors` lists each with its value",
+            "top_codes": top,
+        }
+    fraction = rejected_rows / total_rows
+    if max_rejected_fraction is not None and fraction > max_rejected_fraction:
+        return {
+            "code": "too_many_rejected",
+            "message": f"{rejected_rows} of {total_rows} data rows ({fraction:.1%}) were "
+            f"rejected, above max_rejected_fraction {max_rejected_fraction} "
+            f"(rows by reason: {reasons})",
+            "top_codes": top,
+        }
+    return None
+
+
 def start_upload(
-    upload_id: int, mapping: dict[str, Any] | None = None, *, dry_run: bool = False
+    upload_id: int,
+    mapping: dict[str, Any] | None = None,
+    *,
+    dry_run: bool = False,
+    max_rejected_fraction: float | None = None,
 ) -> UploadPlan:
     """Mark the upload PROCESSING, detect its layout from the headers, list unfinished chunks.
 
     The layout comes from `mapping` when given (stored on the upload for its chunks), else
     the mapping stored earlier, else the upload's forced platform, else detection; the
-    detection report goes to `stats["detection"]`. An unknown layout or a mapping naming
-    headers the file lacks fails the upload at once and no row is written. A dry run records
-    the detection but leaves the upload's status alone, and lists every chunk.
+    detection report goes to `stats["detection"]`, with the style of each date column decided
+    from the file's values. An unknown layout, a mapping naming headers the file lacks, or a
+    date column in no accepted style fails the upload at once and no row is written.
+    `max_rejected_fraction`, when given, is kept on the upload for its aggregation. A dry run
+    records the detection but leaves the upload's status alone, and lists every chunk.
     """
     with transaction() as conn:
         upload = conn.execute(select(UPLOAD).where(UPLOAD.c.id == upload_id)).first()
@@ -148,6 +230,9 @@ def start_upload(
         )
         headers = (first or {}).get("headers") if isinstance(first, dict) else None
         wanted = mapping if mapping is not None else upload.mapping
+        earlier = (upload.stats or {}).get("detection") or {}
+        # A platform an earlier run detected (and stored) is detected again, not "forced".
+        forced = upload.platform if earlier.get("signature") in (None, FORCED_SIGNATURE) else None
         try:
             if not isinstance(headers, list) or not headers:
                 raise ValueError("the upload has no chunks with a header row")
@@ -155,11 +240,13 @@ def start_upload(
             column_mapping = ColumnMapping.from_dict(wanted) if wanted else None
             layout = resolve_layout(
                 tuple(str(h) for h in headers),
-                None if column_mapping else upload.platform,
+                None if column_mapping else forced,
                 column_mapping,
             )
+            dates = decide_dates(conn, upload_id, layout)
         except (
             UnknownLayoutError,
+            DateStyleError,
             UnsupportedPlatformError,
             MappingError,
             UploadRefusedError,
@@ -167,7 +254,7 @@ def start_upload(
         ) as exc:
             plan.error = (
                 exc.as_error()
-                if isinstance(exc, UnknownLayoutError | MappingError)
+                if isinstance(exc, UnknownLayoutError | MappingError | DateStyleError)
                 else {"code": getattr(exc, "code", "no_data"), "message": str(exc)}
             )
             if not dry_run:
@@ -183,21 +270,43 @@ def start_upload(
                 )
             logger.warning("upload %s failed before import: %s", upload_id, plan.error["code"])
             return plan
+        staged = (upload.stats or {}).get("items_block")
+        by_value = answer_columns_by_value(conn, upload_id, layout, staged)
+        layout = layout.with_value_answers(by_value)
         plan.platform, plan.variant = layout.platform, layout.variant
-        plan.detection = layout.detection()
+        plan.detection = {**layout.detection(), "dates": dates_report(layout, dates)} | (
+            {
+                "answer_columns_by_value": by_value,
+                "answers_in_items_block": [clean_label(layout.headers[i]) for i in by_value],
+            }
+            if by_value
+            else {}
+        )
         values: dict[str, Any] = {
             "platform": layout.platform,
             "stats": {**(upload.stats or {}), "detection": plan.detection},
         }
+        if max_rejected_fraction is not None:
+            values["stats"]["max_rejected_fraction"] = max_rejected_fraction
         if column_mapping is not None:
             values["mapping"] = column_mapping.as_dict()
         if not dry_run:
             values.update(status=UploadStatus.PROCESSING, started_at=now(), completed_at=None)
         conn.execute(update(CsvUpload).where(CsvUpload.id == upload_id).values(**values))
-        chunks = select(CsvUploadChunk.id).where(CsvUploadChunk.upload_id == upload_id)
+        chunks = select(
+            CsvUploadChunk.id,
+            CsvUploadChunk.chunk_index,
+            CsvUploadChunk.first_row,
+            CsvUploadChunk.row_count,
+        ).where(CsvUploadChunk.upload_id == upload_id)
         if not dry_run:
+            # A web app's upload arrives with its counters at 0: totals show from the start.
+            refresh_upload_counters(conn, upload_id)
             chunks = chunks.where(CsvUploadChunk.status != UploadStatus.COMPLETED)
-        plan.chunk_ids = list(conn.execute(chunks.order_by(CsvUploadChunk.chunk_index)).scalars())
+        listed = conn.execute(chunks.order_by(CsvUploadChunk.chunk_index)).all()
+        plan.chunk_ids = [c.id for c in listed]
+        plan.chunk_names = [chunk_name(c.chunk_index, c.first_row, c.row_count) for c in listed]
+    settle_upload(upload_id, layout, dates, dry_run=dry_run)
     logger.info(
         "upload %s%s: platform %s (%s, signature %s), %s chunks, %s columns kept as answers",
         upload_id,
@@ -214,11 +323,15 @@ def start_upload(
 def aggregate_upload(upload_id: int) -> UploadResult:
     """Set the upload's counters, stats, errors and final status from its chunks.
 
-    The upload is FAILED if any chunk failed (or it failed before import), COMPLETED when every
-    chunk completed, and stays PROCESSING while another run still holds a chunk.
+    The upload is FAILED if any chunk failed (or it failed before import) or if its rejections
+    fail it (`rejection_failure`), COMPLETED when every chunk completed, and stays PROCESSING
+    while another run still holds a chunk.
     """
     with transaction() as conn:
-        upload = conn.execute(select(UPLOAD).where(UPLOAD.c.id == upload_id)).first()
+        # Locked like the chunks' live recount, so neither writes counters the other missed.
+        upload = conn.execute(
+            select(UPLOAD).where(UPLOAD.c.id == upload_id).with_for_update(key_share=True)
+        ).first()
         if upload is None:
             raise UploadNotFoundError(upload_id)
         chunks = conn.execute(
@@ -235,19 +348,17 @@ def aggregate_upload(upload_id: int) -> UploadResult:
             .order_by(CsvUploadChunk.chunk_index)
         ).all()
         statuses = Counter(UploadStatus(c.status) for c in chunks)
-        tables = {
-            t: {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0} for t in DATA_TABLES
-        }
+        distinct = DistinctCounts(DATA_TABLES)
         by_code: Counter[str] = Counter()
+        warning_lists: list[list[dict[str, Any]]] = [staging_warnings(upload.stats)]
         sample: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
         for chunk in chunks:
             stats = chunk.stats or {}
             if chunk.status == UploadStatus.COMPLETED:
-                for table, counts in stats.get("tables", {}).items():
-                    for key, value in counts.items():
-                        tables[table][key] += value
+                distinct.add_chunk(stats)
                 by_code.update(stats.get("by_code", {}))
+                warning_lists.append(stats.get("warnings") or [])
                 if len(sample) < SAMPLE_SIZE:
                     sample += (chunk.errors or {}).get("rejected", [])[: SAMPLE_SIZE - len(sample)]
             elif chunk.status == UploadStatus.FAILED:
@@ -265,6 +376,15 @@ def aggregate_upload(upload_id: int) -> UploadResult:
                 "message": f"{len(failed)} of {len(chunks)} chunks failed",
                 "chunks": failed[:SAMPLE_SIZE],
             }
+        imported = sum(c.imported_rows for c in completed)
+        if error is None and chunks and statuses[UploadStatus.COMPLETED] == len(chunks):
+            error = rejection_failure(
+                sum(c.row_count for c in chunks),
+                imported,
+                sum(c.rejected_rows for c in completed),
+                dict(by_code),
+                (upload.stats or {}).get("max_rejected_fraction"),
+            )
         if error is not None:
             status = UploadStatus.FAILED
         elif chunks and statuses[UploadStatus.COMPLETED] == len(chunks):
@@ -281,7 +401,6 @@ def aggregate_upload(upload_id: int) -> UploadResult:
             if finished and started
             else None
         )
-        imported = sum(c.imported_rows for c in completed)
         currency = currency_summary(conn, upload_id, upload.project_id)
         kept = {k: v for k, v in (upload.stats or {}).items() if k in KEPT_STATS}
         values: dict[str, Any] = {
@@ -294,12 +413,13 @@ def aggregate_upload(upload_id: int) -> UploadResult:
             "rejected_rows": sum(c.rejected_rows for c in completed),
             "stats": {
                 **kept,
-                "tables": tables,
+                "tables": distinct.counts(),
                 "duration_seconds": round(seconds, 3) if seconds else None,
                 "rows_per_second": round(sum(c.row_count for c in completed) / seconds, 1)
                 if seconds
                 else None,
                 **currency,
+                "warnings": merge_warnings(warning_lists) + settled_warnings(upload.stats),
             },
             "errors": {"by_code": dict(sorted(by_code.items())), "sample": sample, "error": error},
             "completed_at": finished,
@@ -325,6 +445,19 @@ def aggregate_upload(upload_id: int) -> UploadResult:
         result.total_chunks,
     )
     return result
+
+
+def staging_warnings(stats: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Warnings about the whole file: an encoding detected (not UTF-8 or UTF-16), and columns
+    of the items block whose values make them answers."""
+    out: list[dict[str, Any]] = []
+    encoding = (stats or {}).get("encoding")
+    if isinstance(encoding, dict) and encoding.get("detected"):
+        out.append({"code": "decoded_as", "count": 1, "values": [str(encoding.get("name"))]})
+    answers = ((stats or {}).get("detection") or {}).get("answers_in_items_block") or []
+    if answers:
+        out.append({"code": "items_block_answers", "count": len(answers), "values": answers})
+    return out
 
 
 def chunks_started(chunks: Sequence[Any]) -> bool:

@@ -3,6 +3,13 @@
 Every write is an upsert on the table's natural key, inside the caller's transaction. Rows are
 sent sorted by key so that concurrent chunks lock shared rows in the same order and cannot
 deadlock. Each function returns created / updated / unchanged counts.
+
+A row whose values equal what is stored is not written. Backers and pledges keep the position
+(upload, data row) of the row that last changed them, and only a row from a later position may
+change them. Rows of the upload that a later row of the same upload supersedes were settled
+before any chunk ran (`pledgeflow.settlement`): a superseded pledge is not written at all, a
+superseded backer only created if missing. So a chunk never rewrites an unchanged row to
+record its position, except in the one case `WriteTarget.advance` names.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import pandas as pd
 from sqlalchemy import ColumnElement, Connection, Table, and_, literal_column, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
+from pledgeflow.distinct import OUTCOMES, TableKeys, project_salt
 from pledgeflow.transform import ChunkFrames
 from schemas.layout import SURVEY_TEXT_FIELDS
 from schemas.tables import BACKER, INVENTORY, PLEDGE, PRODUCT, SURVEY
@@ -36,18 +44,20 @@ PLEDGE_COMPARED = (
 )
 BACKER_COMPARED = ("name", "phone", "country", "external_id")
 PRODUCT_FILLED = ("external_id", "price", "currency")
+PRODUCT_KEY = ("project_id", "kind", "product_key")
 # The survey columns a chunk writes, named once in schemas/layout.py.
 SURVEY_COLUMNS = ("responded_at", *SURVEY_TEXT_FIELDS, "answers")
 
 
 @dataclass
 class TableCounts:
-    """What one chunk did to one table."""
+    """What one chunk did to one table, and to which keys (see `pledgeflow.distinct`)."""
 
     created: int = 0
     updated: int = 0
     unchanged: int = 0
     deleted: int = 0
+    keys: TableKeys = field(default_factory=TableKeys, repr=False, compare=False)
 
     def add(self, other: TableCounts) -> None:
         """Accumulate another count into this one."""
@@ -55,16 +65,36 @@ class TableCounts:
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.deleted += other.deleted
+        for outcome in OUTCOMES:
+            getattr(self.keys, outcome).update(getattr(other.keys, outcome))
+
+    def as_dict(self) -> dict[str, int]:
+        """Plain JSON-ready counts."""
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "deleted": self.deleted,
+        }
 
 
 @dataclass
 class WriteTarget:
-    """Where a chunk's rows go and which upload writes them."""
+    """Where a chunk's rows go, which upload writes them, and how its rows were settled.
+
+    `superseded_pledges` / `superseded_backers`: the chunk's data rows whose pledge key or email
+    a later row of the same upload holds. `advance`: an unchanged backer or pledge still moves
+    its position forward; needed while an older upload of the project may still write (its
+    rows must not win over this one's), or when the upload was never settled.
+    """
 
     shop: str
     project_id: int
     upload_id: int
     platform: str
+    advance: bool = True
+    superseded_pledges: frozenset[int] = frozenset()
+    superseded_backers: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -75,7 +105,12 @@ class WriteCounts:
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         """Plain JSON-ready form."""
-        return {name: vars(counts).copy() for name, counts in self.tables.items()}
+        return {name: counts.as_dict() for name, counts in self.tables.items()}
+
+    def keys_packed(self, project_id: int) -> dict[str, dict[str, str]]:
+        """Each table's created / updated / unchanged keys as the project's digests."""
+        salt = project_salt(project_id)
+        return {name: counts.keys.encoded(salt) for name, counts in self.tables.items()}
 
 
 def _records(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
@@ -110,12 +145,13 @@ def _upsert(
     compared: Sequence[str],
     *,
     position: Sequence[str] = (),
+    advance: bool = False,
 ) -> TableCounts:
     """Insert new keys; update existing ones whose `compared` columns differ.
 
     With `position`, an existing row is only overwritten by a row from a later position
-    (upload, then data row), and a later row with equal content still advances the position,
-    so a row from an earlier position that arrives afterwards cannot win.
+    (upload, then data row); with `advance` too, a later row with equal content still moves
+    the position forward, so a row from an earlier position that arrives afterwards cannot win.
     """
     counts = TableCounts()
     if not rows:
@@ -153,17 +189,36 @@ def _upsert(
         counts.created += created
         counts.updated += len(written) - created
         counts.unchanged += len(batch) - len(written)
-        if position and later is not None:
-            advance = insert(table).values(batch)
+        _record_keys(counts.keys, batch, keys, written, existing)
+        if advance and later is not None:
+            forward = insert(table).values(batch)
             conn.execute(
-                advance.on_conflict_do_update(
+                forward.on_conflict_do_update(
                     index_elements=list(keys),
-                    set_={c: advance.excluded[c] for c in position},
-                    where=tuple_(*(advance.excluded[c] for c in position))
+                    set_={c: forward.excluded[c] for c in position},
+                    where=tuple_(*(forward.excluded[c] for c in position))
                     > tuple_(*(table.c[c] for c in position)),
                 )
             )
     return counts
+
+
+def _record_keys(
+    record: TableKeys,
+    batch: list[dict[str, Any]],
+    keys: Sequence[str],
+    written: Sequence[Any],
+    existing: set[tuple[Any, ...]] | None,
+) -> None:
+    """Record each batch row's key as created, updated (written, existed) or unchanged."""
+    outcome = {}
+    for row in written:
+        key = tuple(row[: len(keys)])
+        new = row.created if existing is None else key not in existing
+        outcome[key] = "created" if new else "updated"
+    for row in batch:
+        key = tuple(row[k] for k in keys)
+        record.add(outcome.get(key, "unchanged"), key)
 
 
 def _existing_keys(
@@ -189,18 +244,22 @@ def _ids_by(
     return ids
 
 
+ProductIds = dict[tuple[str, str], int]
+
+
 def upsert_products(
     conn: Connection, target: WriteTarget, products: pd.DataFrame
-) -> tuple[dict[str, int], TableCounts]:
-    """Upsert the chunk's products on (project_id, name).
+) -> tuple[ProductIds, TableCounts]:
+    """Upsert the chunk's products on (project_id, kind, product_key); return their ids by
+    (kind, product_key).
 
-    Conflict rule: a product keeps its kind; a missing external id, price or currency is
-    filled in from the file, and values already stored win over later files.
+    Conflict rule: the name a product was created with stays; a missing external id, price or
+    currency is filled in from the file, and values already stored win over later files.
     """
     table = PRODUCT
     rows = sorted(
-        _records(products, ["name", "kind", *PRODUCT_FILLED]),
-        key=lambda r: r["name"],
+        _records(products, ["kind", "product_key", "name", *PRODUCT_FILLED]),
+        key=lambda r: (r["kind"], r["product_key"]),
     )
     for row in rows:
         row["project_id"] = target.project_id
@@ -212,20 +271,17 @@ def upsert_products(
             stmt = insert(table).values(batch)
             fill = PRODUCT_FILLED
             existing = (
-                None
-                if dialect == "postgresql"
-                else _existing_keys(conn, table, ("project_id", "name"), batch)
+                None if dialect == "postgresql" else _existing_keys(conn, table, PRODUCT_KEY, batch)
             )
             written = conn.execute(
                 stmt.on_conflict_do_update(
-                    index_elements=["project_id", "name"],
+                    index_elements=list(PRODUCT_KEY),
                     set_={c: _coalesce(table.c[c], stmt.excluded[c]) for c in fill},
                     where=or_(
                         *(and_(table.c[c].is_(None), stmt.excluded[c].isnot(None)) for c in fill)
                     ),
                 ).returning(
-                    table.c.project_id,
-                    table.c.name,
+                    *(table.c[k] for k in PRODUCT_KEY),
                     literal_column("(xmax = 0)" if dialect == "postgresql" else "0").label(
                         "created"
                     ),
@@ -234,14 +290,22 @@ def upsert_products(
             created = (
                 sum(1 for r in written if r.created)
                 if existing is None
-                else sum(1 for r in written if (r.project_id, r.name) not in existing)
+                else sum(1 for r in written if tuple(r[:3]) not in existing)
             )
             counts.created += created
             counts.updated += len(written) - created
             counts.unchanged += len(batch) - len(written)
-    ids = _ids_by(
-        conn, table, "name", [r["name"] for r in rows], table.c.project_id == target.project_id
-    )
+            _record_keys(counts.keys, batch, PRODUCT_KEY, written, existing)
+    ids: ProductIds = {}
+    for start in range(0, len(rows), BATCH_ROWS):
+        part = [(r["kind"], r["product_key"]) for r in rows[start : start + BATCH_ROWS]]
+        found = conn.execute(
+            select(table.c.kind, table.c.product_key, table.c.id).where(
+                table.c.project_id == target.project_id,
+                tuple_(table.c.kind, table.c.product_key).in_(part),
+            )
+        ).all()
+        ids.update({(str(kind), key): i for kind, key, i in found})
     return ids, counts
 
 
@@ -257,7 +321,9 @@ def upsert_backers(
     """Upsert backers on (shop, email).
 
     Conflict rule: name, phone, country and platform id come from the row at the latest
-    position (upload, then data row); an earlier row never overwrites a later one.
+    position (upload, then data row); an earlier row never overwrites a later one, and a row
+    equal to what is stored is not written. A row a later row of the upload supersedes only
+    creates its backer if missing.
     """
     table = BACKER
     rows = _records(backers, ["email", *BACKER_COMPARED, "source_row"])
@@ -265,16 +331,42 @@ def upsert_backers(
         row["shop"] = target.shop
         row["source_upload_id"] = target.upload_id
     rows.sort(key=lambda r: r["email"])
+    live = [r for r in rows if r["source_row"] not in target.superseded_backers]
+    superseded = [r for r in rows if r["source_row"] in target.superseded_backers]
     counts = _upsert(
         conn,
         table,
-        rows,
+        live,
         ("shop", "email"),
         BACKER_COMPARED,
         position=("source_upload_id", "source_row"),
+        advance=target.advance,
     )
+    counts.add(_insert_missing(conn, table, superseded, ("shop", "email")))
     ids = _ids_by(conn, table, "email", [r["email"] for r in rows], table.c.shop == target.shop)
     return ids, counts
+
+
+def _insert_missing(
+    conn: Connection, table: Table, rows: list[dict[str, Any]], keys: Sequence[str]
+) -> TableCounts:
+    """Insert the rows whose key is not stored yet; leave the others alone."""
+    counts = TableCounts()
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    for batch in _batches(rows):
+        written = conn.execute(
+            insert(table)
+            .values(batch)
+            .on_conflict_do_nothing(index_elements=list(keys))
+            .returning(*(table.c[k] for k in keys))
+        ).all()
+        counts.created += len(written)
+        counts.unchanged += len(batch) - len(written)
+        made = {tuple(r) for r in written}
+        for row in batch:
+            key = tuple(row[k] for k in keys)
+            counts.keys.add("created" if key in made else "unchanged", key)
+    return counts
 
 
 def upsert_pledges(
@@ -282,13 +374,14 @@ def upsert_pledges(
     target: WriteTarget,
     pledges: pd.DataFrame,
     backer_ids: dict[str, int],
-    product_ids: dict[str, int],
+    product_ids: ProductIds,
 ) -> tuple[dict[str, int], TableCounts]:
     """Upsert pledges on (project_id, pledge_id); return the ids of the pledges this chunk
     holds the latest row of.
 
     Conflict rule: the row at the latest position (upload, then data row) wins; an earlier
-    row never overwrites a later one, whatever order chunks commit in.
+    row never overwrites a later one, whatever order chunks commit in, and a row equal to what
+    is stored is not written. A row a later row of the upload supersedes is not written.
     """
     table = PLEDGE
     rows = []
@@ -297,7 +390,7 @@ def upsert_pledges(
         [
             "pledge_key",
             "email",
-            "product_name",
+            "product_key",
             "amount",
             "shipping_amount",
             "currency",
@@ -306,12 +399,15 @@ def upsert_pledges(
             "source_row",
         ],
     ):
+        if rec["source_row"] in target.superseded_pledges:
+            continue
+        reward = rec["product_key"]
         rows.append(
             {
                 "project_id": target.project_id,
                 "pledge_id": rec["pledge_key"],
                 "backer_id": backer_ids[rec["email"]],
-                "product_id": product_ids.get(rec["product_name"]) if rec["product_name"] else None,
+                "product_id": product_ids.get(("reward", reward)) if reward else None,
                 "amount": rec["amount"],
                 "shipping_amount": rec["shipping_amount"],
                 "currency": rec["currency"],
@@ -330,20 +426,20 @@ def upsert_pledges(
         ("project_id", "pledge_id"),
         PLEDGE_COMPARED,
         position=("upload_id", "source_row"),
+        advance=target.advance,
     )
+    # Held: the stored pledge is this row's, or an equal one from an earlier position.
+    own = {r["pledge_id"]: (target.upload_id, r["source_row"]) for r in rows}
     held: dict[str, int] = {}
     for start in range(0, len(rows), BATCH_ROWS):
         part = rows[start : start + BATCH_ROWS]
         found = conn.execute(
-            select(table.c.pledge_id, table.c.id).where(
+            select(table.c.pledge_id, table.c.id, table.c.upload_id, table.c.source_row).where(
                 table.c.project_id == target.project_id,
-                table.c.upload_id == target.upload_id,
-                tuple_(table.c.pledge_id, table.c.source_row).in_(
-                    [(r["pledge_id"], r["source_row"]) for r in part]
-                ),
+                table.c.pledge_id.in_([r["pledge_id"] for r in part]),
             )
         ).all()
-        held.update({k: i for k, i in found})
+        held.update({k: i for k, i, u, r in found if (u, r) <= own[k]})
     return held, counts
 
 
@@ -374,7 +470,7 @@ def replace_inventory(
     conn: Connection,
     inventory: pd.DataFrame,
     survey_ids: dict[str, int],
-    product_ids: dict[str, int],
+    product_ids: ProductIds,
 ) -> TableCounts:
     """Make each held pledge's inventory equal the file's quantities.
 
@@ -384,9 +480,10 @@ def replace_inventory(
     table = INVENTORY
     counts = TableCounts()
     wanted: dict[tuple[int, int], int] = {}
-    for rec in _records(inventory, ["pledge_key", "product_name", "quantity"]):
+    for rec in _records(inventory, ["pledge_key", "product_kind", "product_key", "quantity"]):
         if rec["pledge_key"] in survey_ids:
-            key = (survey_ids[rec["pledge_key"]], product_ids[rec["product_name"]])
+            product = product_ids[(rec["product_kind"], rec["product_key"])]
+            key = (survey_ids[rec["pledge_key"]], product)
             wanted[key] = rec["quantity"]
     surveys = sorted(set(survey_ids.values()))
     current: dict[tuple[int, int], tuple[int, int]] = {}

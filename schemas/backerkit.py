@@ -1,5 +1,8 @@
 """BackerKit's backer export, 2017 layout (platform-formats.md section 3).
 
+It has no person id: `Id` numbers BackerKit's pledges (the pledge key) and `Service Guid`, a
+small integer on Kickstarter rows, is the platform's per-project backer number, kept in answers.
+
 Money is a plain decimal with no currency (the project's currency applies); every column after
 `Total Spent` is a SKU whose cell counts the units owed (pledge-level items and add-ons).
 """
@@ -17,7 +20,6 @@ from schemas.layout import (
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "id": (PLEDGE_KEY,),
-    "service guid": ("backer_external_id",),
     "reward id": ("reward_id",),
     "name": ("backer_name",),
     "email": (EMAIL,),
@@ -37,7 +39,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "reward price": ("reward_minimum",),
     "pledge level shipping subtotal": ("shipping_amount",),
 }
-# Mapped and also kept whole in answers: only the title (before " | ") names the reward.
+# Mapped and also kept whole in answers: only the title (before " - ") names the reward.
 ALSO_ANSWERS = frozenset({"reward description"})
 LAST_FIXED_COLUMN = "total spent"
 REQUIRED = (("Id", PLEDGE_KEY), ("Email", EMAIL))
@@ -73,5 +75,5 @@ def backerkit_layout(headers: tuple[str, ...], signature: str) -> Layout:
         item_columns=tuple(items),
         answer_columns=answer_keys(answers),
         fallbacks=(("backer_name", "shipping_name"),),
-        title_separator=" | ",
+        title_separator=" - ",
     )

@@ -1,8 +1,9 @@
 """Pandera models of the canonical frames a chunk becomes.
 
 `SourceRows` checks the mapped cells of each source row; the name of every check is the reason
-code a failing cell is rejected with. The other models are the contracts of the frames the
-upserts receive.
+code a failing cell is rejected with. Dates are checked where they are parsed, in the style
+decided for their column (`pledgeflow.dates`), not cell by cell here. The other models are
+the contracts of the frames the upserts receive.
 """
 
 from __future__ import annotations
@@ -11,16 +12,19 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from pledgeflow.values import date_matches, is_blank, money_matches, whole_numbers
+from pledgeflow.dates import ACCEPTED_SHORT
+from pledgeflow.values import is_blank, money_matches, whole_numbers
 
 # Reason codes of rejected rows (csv_upload_chunk.errors["rejected"][*]["code"]).
 REASON_CODES: dict[str, str] = {
     "missing_key": "the pledge key (e.g. Backer Number) is blank",
     "missing_email": "the email is blank",
-    "invalid_email": "the email has no @, contains spaces, or is over 320 characters",
-    "invalid_money": "not a number after removing symbols, codes and thousands separators, "
-    "names two currencies, or exceeds numeric(12,2)",
-    "invalid_date": "not a date in any accepted format",
+    # Checked by email-validator (pledgeflow.value_rules): the message is the library's reason.
+    "invalid_email": "email-validator refuses the address (its reason is the message)",
+    "invalid_money": "not a money value: expected a number with an optional currency symbol "
+    "and/or ISO code ($5.00 USD, SEK 1,000.00, £253.00, AU$ 25, 249.0), thousands separators "
+    "allowed, at most two decimals, within numeric(12,2), naming one currency",
+    "invalid_date": f"not a date in the style of its column (accepted: {ACCEPTED_SHORT})",
     "invalid_quantity": "an add-on or item quantity that is not a whole number >= 0",
     "short_record": "the record has fewer fields than the header",
     "long_record": "the record has non-blank fields beyond the last header",
@@ -29,9 +33,9 @@ REASON_CODES: dict[str, str] = {
 }
 
 # The columns the rejected-row report (`pledgeflow errors --csv`) puts before a row's original
-# cells. A row with several failing cells lists each in `column`, `code` and `message`, in the
-# same order, joined by REPORT_SEPARATOR.
-REPORT_COLUMNS = ("row_number", "column", "code", "message")
+# cells. A row with several failing cells lists each in `column`, `code`, `value` (quoted, cut
+# to 80 characters) and `message`, in the same order, joined by REPORT_SEPARATOR.
+REPORT_COLUMNS = ("row_number", "column", "code", "value", "message")
 REPORT_SEPARATOR = "; "
 
 
@@ -57,20 +61,9 @@ class SourceRows(pa.DataFrameModel):
     def _email_present(cls, cells: Series[str]) -> pd.Series:
         return ~is_blank(cells)
 
-    @pa.check("email", name="invalid_email")
-    def _email_shape(cls, cells: Series[str]) -> pd.Series:
-        email = cells.str.strip()
-        return is_blank(cells) | (
-            email.str.fullmatch(r"[^@\s]+@[^@\s]+") & (email.str.len() <= 320)
-        )
-
     @pa.check("amount", "shipping_amount", "reward_minimum", name="invalid_money")
     def _money(cls, cells: Series[str]) -> pd.Series:
         return money_matches(cells)
-
-    @pa.check("pledged_at", "responded_at", name="invalid_date")
-    def _date(cls, cells: Series[str]) -> pd.Series:
-        return date_matches(cells)
 
 
 class QuantityCells(pa.DataFrameModel):
@@ -97,13 +90,18 @@ class BackerFrame(pa.DataFrameModel):
 
 
 class ProductFrame(pa.DataFrameModel):
-    """Products a chunk references, one per name."""
+    """Products a chunk references, one per (kind, product_key): the platform's id, else the
+    trimmed name."""
 
-    name: Series[str] = pa.Field(unique=True)
     kind: Series[str] = pa.Field(isin=["reward", "addon", "item"])
+    product_key: Series[str]
+    name: Series[str]
     external_id: Series[str] = pa.Field(nullable=True)
     price: Series[object] = pa.Field(nullable=True)
     currency: Series[str] = pa.Field(nullable=True, str_length=3)
+
+    class Config:
+        unique = ["kind", "product_key"]
 
 
 class PledgeFrame(pa.DataFrameModel):
@@ -111,7 +109,8 @@ class PledgeFrame(pa.DataFrameModel):
 
     pledge_key: Series[str] = pa.Field(unique=True)
     email: Series[str]
-    product_name: Series[str] = pa.Field(nullable=True)
+    # The product_key of the pledge's reward tier (a `reward` product), if it has one.
+    product_key: Series[str] = pa.Field(nullable=True)
     amount: Series[object] = pa.Field(nullable=True)
     shipping_amount: Series[object] = pa.Field(nullable=True)
     currency: Series[str] = pa.Field(nullable=True, str_length=3)
@@ -136,8 +135,9 @@ class InventoryFrame(pa.DataFrameModel):
     """Quantities above zero owed to each pledge, per product."""
 
     pledge_key: Series[str]
-    product_name: Series[str]
+    product_kind: Series[str] = pa.Field(isin=["addon", "item"])
+    product_key: Series[str]
     quantity: Series[int] = pa.Field(ge=1)
 
     class Config:
-        unique = ["pledge_key", "product_name"]
+        unique = ["pledge_key", "product_kind", "product_key"]

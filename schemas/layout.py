@@ -7,7 +7,7 @@ a header name that repeats (Indiegogo's four `Item Name` groups) loses nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Canonical fields a source column can map to.
 PLEDGE_KEY = "pledge_key"
@@ -84,8 +84,30 @@ class Layout:
             "signature": self.signature,
             "variant": self.variant,
             "pledge_key": "email" if self.key_from_email else self.header_of(PLEDGE_KEY),
+            "item_columns": [name for _, name in self.item_columns],
             "unmapped_columns": self.unmapped_headers,
         }
+
+    def with_value_answers(self, indexes: Iterable[int]) -> Layout:
+        """This layout with the item columns at `indexes` kept as answers instead: their cells
+        are not all quantities (whole numbers >= 0, or blank)."""
+        moved = set(indexes) & {index for index, _ in self.item_columns}
+        if not moved:
+            return self
+        used = {key for _, key in self.answer_columns}
+        answers = list(self.answer_columns)
+        for index, name in self.item_columns:
+            if index in moved:
+                key, suffix = name, 2
+                while key in used:
+                    key, suffix = f"{name} ({suffix})", suffix + 1
+                used.add(key)
+                answers.append((index, key))
+        return replace(
+            self,
+            item_columns=tuple(c for c in self.item_columns if c[0] not in moved),
+            answer_columns=tuple(sorted(answers)),
+        )
 
     def header_of(self, field_name: str) -> str:
         """The source header a canonical field is read from."""

@@ -56,7 +56,8 @@ ADDON_HEADER = re.compile(r"^\[addon:\s*(\d+)\]\s*(.+)$", re.IGNORECASE)
 
 KICKSTARTER_COLUMNS: dict[str, tuple[str, ...]] = {
     "backer number": (PLEDGE_KEY,),
-    "backer id": (PLEDGE_KEY, "backer_external_id"),
+    # 2013's `Backer Id` numbers pledges within one project: a pledge key, never a person's id.
+    "backer id": (PLEDGE_KEY,),
     "backer uid": ("backer_external_id",),
     "backer name": ("backer_name",),
     "email": (EMAIL,),
@@ -177,6 +178,8 @@ SIGNATURES: tuple[Signature, ...] = (
     ),
 )
 PLATFORMS = ("kickstarter", "indiegogo", "backerkit", "gamefound")
+# The detection report's signature when the caller named the platform.
+FORCED_SIGNATURE = "forced by caller"
 # Which platform an unknown layout is said to be closest to when several miss equally.
 CLOSEST_TIE_ORDER = PLATFORMS
 
@@ -228,7 +231,7 @@ def resolve_layout(
             + (" (a custom layout needs its column mapping)" if platform == "custom" else "")
         )
     else:
-        signature_name = "forced by caller"
+        signature_name = FORCED_SIGNATURE
     if platform in LAYOUT_BUILDERS:
         return LAYOUT_BUILDERS[platform](headers, signature_name)
     return _kickstarter_layout(headers, signature_name)
@@ -240,12 +243,15 @@ def _kickstarter_variant(names: list[str]) -> str:
         variant = "2024+"
     elif {"backing minimum", "bonus support", "fulfillment status"} & present:
         variant = "2020+"
-    elif {"reward title", "billing country", "billing state/province"} & present:
+    elif "reward title" in present:
         variant = "2017-2019"
     elif "backer id" in present:
         variant = "2013"
-    else:
+    elif {"reward id", "shipping amount"} & present:
+        # No Reward Title: the 2014-2017 layout, with Billing columns or without (2015 has them).
         variant = "2014-2017"
+    else:
+        variant = "2014-2019"  # the no-reward file's header is the same in those years
     if not {"reward id", "reward title", "shipping amount"} & present:
         variant += " no-reward"
     return variant
@@ -274,8 +280,9 @@ def _kickstarter_layout(headers: tuple[str, ...], signature: str) -> Layout:
             and index < survey_at
             and name not in KICKSTARTER_ANSWER_HEADERS
             and name not in KICKSTARTER_COLUMNS
-            and not re.search(r"[:?]", name)
         ):
+            # Whatever its name holds (`Gloomhaven: Jaws of the Lion`): the upload's values
+            # decide, `pledgeflow.quantity_columns`.
             items.append((index, label))
         else:
             key = label or f"Column {index + 1}"

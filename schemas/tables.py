@@ -10,7 +10,6 @@ from typing import Any, cast
 from sqlalchemy import (
     JSON,
     BigInteger,
-    CheckConstraint,
     DateTime,
     Enum,
     ForeignKey,
@@ -60,6 +59,12 @@ upload_status = Enum(
     values_callable=lambda e: [m.value for m in e],
     validate_strings=True,
 )
+product_kind = Enum(
+    ProductKind,
+    name="product_kind",
+    values_callable=lambda e: [m.value for m in e],
+    validate_strings=True,
+)
 
 
 class Base(DeclarativeBase):
@@ -77,7 +82,14 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, Decimal: Money, datetime: Timestamp}
 
 
-class Project(Base):
+class Touched:
+    """`updated_at`: set on insert, and on PostgreSQL moved by a trigger only when an update
+    really changes the row (pledgeflow/migrations/touch.py)."""
+
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), sort_order=1000)
+
+
+class Project(Touched, Base):
     """A crowdfunding campaign of a shop."""
 
     __tablename__ = "project"
@@ -90,7 +102,7 @@ class Project(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
-class CsvUpload(Base):
+class CsvUpload(Touched, Base):
     """One uploaded file and, once processed, what became of it."""
 
     __tablename__ = "csv_upload"
@@ -120,13 +132,14 @@ class CsvUpload(Base):
     completed_at: Mapped[datetime | None]
 
 
-class CsvUploadChunk(Base):
+class CsvUploadChunk(Touched, Base):
     """A slice of an upload's rows, as `{"headers": [...], "rows": [[...], ...]}`."""
 
     __tablename__ = "csv_upload_chunk"
     __table_args__ = (
         UniqueConstraint("upload_id", "chunk_index"),
         Index(None, "upload_id", "status"),
+        Index(None, "digest"),
     )
 
     id: Mapped[int] = mapped_column(BigId, Identity(), primary_key=True)
@@ -143,11 +156,20 @@ class CsvUploadChunk(Base):
     rejected_rows: Mapped[int] = mapped_column(server_default="0")
     errors: Mapped[dict[str, Any] | None]
     stats: Mapped[dict[str, Any] | None]
+    # The data rows of this chunk a later row of the same upload supersedes, settled before
+    # any chunk runs: `{"pledge": [row, ...], "backer": [row, ...]}`; null until settled.
+    superseded: Mapped[dict[str, Any] | None]
+    # Set on completion: a digest of the chunk's content and of every input its rows depend on
+    # (`pledgeflow.chunk_digest`); a later chunk of the project with the same one may skip.
+    digest: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
+    # The flow run (or local claim token) holding the chunk: its own retry may take it back
+    # at once, any other run only after the lease.
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
 
 
-class Backer(Base):
+class Backer(Touched, Base):
     """A shop's customer, keyed by the trimmed, lower-cased email."""
 
     __tablename__ = "backer"
@@ -160,30 +182,30 @@ class Backer(Base):
     phone: Mapped[str | None] = mapped_column(Text)
     country: Mapped[str | None] = mapped_column(Text)
     external_id: Mapped[str | None] = mapped_column(Text)
-    # Where the current details come from: (upload, data row); a later position wins.
+    # The position (upload, data row) of the row that last changed the details; only a row from
+    # a later position may change them, and an unchanged row leaves them (and this) alone.
     source_upload_id: Mapped[int] = mapped_column(BigInteger)
     source_row: Mapped[int]
 
 
-class Product(Base):
-    """A reward tier, add-on or item of a project."""
+class Product(Touched, Base):
+    """A reward tier, add-on or item of a project, keyed by its kind and the platform's id
+    for it (reward id, add-on id, SKU code), or its trimmed name where the file has no id."""
 
     __tablename__ = "product"
-    __table_args__ = (
-        UniqueConstraint("project_id", "name"),
-        CheckConstraint("kind IN ('reward', 'addon', 'item')", name="kind"),
-    )
+    __table_args__ = (UniqueConstraint("project_id", "kind", "product_key"),)
 
     id: Mapped[int] = mapped_column(BigId, Identity(), primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id"))
+    kind: Mapped[ProductKind] = mapped_column(product_kind)
+    product_key: Mapped[str] = mapped_column(Text)
     name: Mapped[str] = mapped_column(Text)
-    kind: Mapped[str] = mapped_column(String(16))
     external_id: Mapped[str | None] = mapped_column(Text)
     price: Mapped[Decimal | None]
     currency: Mapped[str | None] = mapped_column(String(3))
 
 
-class Pledge(Base):
+class Pledge(Touched, Base):
     """A backer's pledge to a project, keyed by the platform's pledge key."""
 
     __tablename__ = "pledge"
@@ -205,11 +227,12 @@ class Pledge(Base):
     status: Mapped[str | None] = mapped_column(Text)
     pledged_at: Mapped[datetime | None]
     platform: Mapped[str] = mapped_column(String(32))
+    # The position (upload, data row) of the row that last changed this pledge.
     upload_id: Mapped[int] = mapped_column(ForeignKey("csv_upload.id"))
     source_row: Mapped[int]
 
 
-class Survey(Base):
+class Survey(Touched, Base):
     """The survey answers and shipping address of one pledge."""
 
     __tablename__ = "survey"
@@ -231,7 +254,7 @@ class Survey(Base):
     answers: Mapped[dict[str, Any] | None] = mapped_column(Answers)
 
 
-class Inventory(Base):
+class Inventory(Touched, Base):
     """How many of an item or add-on a pledge is owed."""
 
     __tablename__ = "inventory"

@@ -1,19 +1,15 @@
-"""The retry policy shared by database-writing tasks: only what can heal is retried."""
+"""The retry policy of database tasks: transient errors retried inside the task run.
+
+Transient database errors (a lost connection, a restart or failover, no free connection slot,
+a deadlock) are retried by tenacity inside the task for `PLEDGEFLOW_TRANSIENT_RETRY_SECONDS`
+with capped exponential backoff and jitter (pledgeflow/retries.py); data errors fail at once.
+Retrying inside the task run, rather than with Prefect's per-task retry count, gives a budget
+in time (what an outage is measured in) and keeps a chunk's claim and its task run together:
+a task run fails only once the budget is spent, so Prefect shows no failure that healed.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from pledgeflow.retries import retry_transient, transient_retrying
 
-from prefect.tasks import exponential_backoff
-
-from pledgeflow.failures import is_transient
-
-RETRIES = 4
-RETRY_DELAYS = exponential_backoff(backoff_factor=0.5)
-RETRY_JITTER = 0.5
-
-
-def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry a failed task run only for connection loss, deadlock or serialization failure."""
-    exc = state.result(raise_on_failure=False)
-    return isinstance(exc, BaseException) and is_transient(exc)
+__all__ = ["retry_transient", "transient_retrying"]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from prefect import task
+from prefect import State, task
+from prefect.states import Failed
 
 from pledgeflow.chunks import fail_unstarted_chunks
 from pledgeflow.dry_runs import dry_run_upload
-from pledgeflow.staging import stage_file
+from pledgeflow.staging import StagingError, stage_file
 from pledgeflow.uploads import (
     UploadPlan,
     UploadResult,
@@ -17,34 +19,37 @@ from pledgeflow.uploads import (
     find_stuck_uploads,
     start_upload,
 )
-from tasks.retry_policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+from schemas.mappings import ColumnMapping, MappingError
+from tasks.retry_policy import retry_transient
 
-_retry: dict[str, Any] = {
-    "retries": RETRIES,
-    "retry_delay_seconds": RETRY_DELAYS,
-    "retry_jitter_factor": RETRY_JITTER,
-    "retry_condition_fn": retry_if_transient,
-}
+logger = logging.getLogger(__name__)
+# Transient database errors are retried inside each task for a time budget (retry_policy.py).
+_retry: dict[str, Any] = {"retries": 0}
 
 
 @task(name="start-upload", task_run_name="start-upload-{upload_id}", **_retry)
 def start_upload_task(
-    upload_id: int, mapping: dict[str, Any] | None = None, dry_run: bool = False
+    upload_id: int,
+    mapping: dict[str, Any] | None = None,
+    dry_run: bool = False,
+    max_rejected_fraction: float | None = None,
 ) -> UploadPlan:
     """Detect the upload's layout (or apply its mapping) and list the chunks to process."""
-    return start_upload(upload_id, mapping, dry_run=dry_run)
+    return retry_transient(start_upload)(
+        upload_id, mapping, dry_run=dry_run, max_rejected_fraction=max_rejected_fraction
+    )
 
 
 @task(name="dry-run-upload", task_run_name="dry-run-upload-{upload_id}", **_retry)
 def dry_run_upload_task(upload_id: int, error: dict[str, Any] | None = None) -> UploadResult:
     """Predict what importing the upload would write, in a transaction that is rolled back."""
-    return dry_run_upload(upload_id, error)
+    return retry_transient(dry_run_upload)(upload_id, error)
 
 
 @task(name="aggregate-upload", task_run_name="aggregate-upload-{upload_id}", **_retry)
 def aggregate_upload_task(upload_id: int) -> UploadResult:
     """Set the upload's counters, stats, errors and final status."""
-    return aggregate_upload(upload_id)
+    return retry_transient(aggregate_upload)(upload_id)
 
 
 @task(name="stage-file", task_run_name="stage-{shop}-{project}", **_retry)
@@ -53,27 +58,42 @@ def stage_file_task(
     shop: str,
     project: str,
     platform: str | None,
-    chunk_size: int,
+    chunk_size: int | None,
     currency: str | None = None,
-) -> int:
-    """Stream a CSV file into a new upload and its chunks; return the upload id."""
-    return stage_file(
-        Path(path),
-        shop=shop,
-        project=project,
-        platform=platform,
-        chunk_size=chunk_size,
-        currency=currency,
-    )
+    mapping: dict[str, Any] | None = None,
+    root_required: bool = False,
+    flow_run_id: str | None = None,
+) -> int | State[Any]:
+    """Stream a CSV file into a new upload and its chunks; return the upload id (the one
+    `flow_run_id` staged already, if any), or a Failed state saying why the file was refused
+    (an expected outcome, so no traceback)."""
+    try:
+        return retry_transient(stage_file)(
+            Path(path),
+            shop=shop,
+            project=project,
+            platform=platform,
+            chunk_size=chunk_size,
+            currency=currency,
+            mapping=ColumnMapping.from_dict(mapping) if mapping else None,
+            root_required=root_required,
+            flow_run_id=flow_run_id,
+        )
+    except (StagingError, MappingError) as exc:
+        code = getattr(exc, "code", "invalid_mapping")
+        hint = getattr(exc, "hint", None)
+        message = f"{code}: {exc}" + (f" ({hint})" if hint else "")
+        logger.warning("file refused for shop %s: %s", shop, code)
+        return Failed(message=message)
 
 
 @task(name="record-unstarted-chunks", **_retry)
 def record_unstarted_chunks_task(errors: dict[int, str]) -> int:
     """Mark FAILED the chunks whose task failed before claiming them (e.g. Redis was lost)."""
-    return fail_unstarted_chunks(errors)
+    return retry_transient(fail_unstarted_chunks)(errors)
 
 
 @task(name="find-stuck-uploads", **_retry)
 def find_stuck_uploads_task() -> list[int]:
     """Ids of uploads with a chunk left PROCESSING past its lease."""
-    return find_stuck_uploads()
+    return retry_transient(find_stuck_uploads)()

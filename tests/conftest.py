@@ -1,4 +1,8 @@
-"""Session-wide real services: a fresh PostgreSQL database, Redis, and Prefect's test harness."""
+"""Session-wide real services: a fresh PostgreSQL database, Redis, and Prefect's test harness.
+
+Under pytest-xdist each worker is its own session: its own database and Redis key prefix (both
+named after RUN_ID, drawn per process) and its own Prefect harness.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -16,13 +21,70 @@ from sqlalchemy.engine import Engine, make_url
 
 from pledgeflow.database import _engine_for, get_engine
 from pledgeflow.settings import get_settings
+from tests.helpers import slow_pledge_statements
 
 ADMIN_URL = os.environ.get(
     "PLEDGEFLOW_TEST_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("PLEDGEFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RUN_ID = uuid.uuid4().hex[:10]
+# No telemetry from the Prefect servers the tests start, however pytest is run (`make` sets
+# these too): its writes compete with the server's start on a busy machine.
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 DATA_TABLES = "inventory, survey, pledge, product, backer, csv_upload_chunk, csv_upload, project"
+# The locked production stack (Prefect server with auth, worker, webhook), shared by the session.
+pytest_plugins = ["tests.stack"]
+
+
+# A test using any of these reaches PostgreSQL, Redis or Prefect; `make check` runs the others.
+SERVICE_FIXTURES = {"pg_url", "redis_client", "prefect_harness"}
+# Under `pytest -n N --dist loadgroup`, the tests sharing an expensive fixture run on one worker,
+# so that it is built once: the locked stack (a Prefect server on PostgreSQL, a worker and the
+# webhook), and each module starting servers of its own. pytest-xdist's own `xdist_group` mark
+# does not take effect under pytest 9.2 (xdist renames `item._nodeid`, which pytest no longer
+# reports), so the scheduler below groups by module file instead.
+STACK_MODULES = {
+    "test_deployments_e2e.py",
+    "test_locked_server.py",
+    "test_ui_runs.py",
+    "test_web_app_client.py",
+}
+MODULE_GROUPS = {
+    **dict.fromkeys(STACK_MODULES, "stack"),
+    "test_bursts.py": "bursts",
+    "test_faults.py": "faults",
+    "test_connection_starvation.py": "starvation",
+}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under `--dist loadgroup`: one work unit per group of MODULE_GROUPS, and one per test
+    for every other test, the largest units handed out first."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModuleGroup(LoadScopeScheduling):  # type: ignore[misc]  # xdist is untyped
+        def _split_scope(self, nodeid: str) -> str:
+            return MODULE_GROUPS.get(Path(nodeid.split("::", 1)[0]).name, nodeid)
+
+    return ByModuleGroup(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `services` every test that needs PostgreSQL, Redis or Prefect, from its fixtures
+    (a test reaching them otherwise carries the mark itself); refuse a test using the shared
+    stack outside STACK_MODULES (it would build a stack of its own on another worker); and list
+    `slow` tests first, so that xdist starts the long ones early."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if SERVICE_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.services)
+        if "stack" in fixtures and item.path.name not in STACK_MODULES:
+            raise pytest.UsageError(f"{item.nodeid} uses the stack: add it to STACK_MODULES")
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def use_database(url: str) -> None:
@@ -100,7 +162,7 @@ def prefect_harness(redis_client: redis.Redis) -> Iterator[None]:
     """Prefect's test harness (a temporary API server) for the whole session; chunk results
     persist to the real Redis under this run's key prefix."""
     with (
-        prefect_test_harness(server_startup_timeout=120),
+        prefect_test_harness(server_startup_timeout=300),
         temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
     ):
         yield
@@ -130,18 +192,8 @@ def sqlite_db(tmp_path: Path, pg_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def slow_pledges(db: Engine) -> Iterator[None]:
     """Every pledge statement takes 0.4 s, so chunks overlap and faults land mid-chunk."""
-    with db.begin() as conn:
-        conn.execute(
-            text("""
-            CREATE FUNCTION test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN PERFORM pg_sleep(0.4); RETURN NULL; END $$;
-            CREATE TRIGGER test_slow AFTER INSERT ON pledge
-            FOR EACH STATEMENT EXECUTE FUNCTION test_slow();
-        """)
-        )
-    yield
-    with db.begin() as conn:
-        conn.execute(text("DROP TRIGGER test_slow ON pledge; DROP FUNCTION test_slow();"))
+    with slow_pledge_statements(db, 0.4):
+        yield
 
 
 @pytest.fixture

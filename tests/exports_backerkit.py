@@ -46,8 +46,8 @@ FIXED = [
 SKUS = ["BH", "BO", "CL", "D60ROLLR"]
 HEADERS = [*FIXED, *SKUS]
 REWARDS = {
-    "11": ("249.0", "Core Box | the game, two dice bags"),
-    "12": ("30.0", "Deluxe Box | everything in the core box, and more"),
+    "11": ("249.0", "Core Box - the game, two dice bags"),
+    "12": ("30.0", "Deluxe Box - everything in the core box, and more"),
 }
 
 
@@ -71,9 +71,9 @@ class Backer:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def cells(b: Backer) -> list[str]:
-    """Every cell of one row, in header order."""
-    price, description = REWARDS[b.reward]
+def cells(b: Backer, rewards: dict[str, tuple[str, str]] | None = None) -> list[str]:
+    """Every cell of one row, in header order (`rewards`: Reward Id -> price, description)."""
+    price, description = (rewards or REWARDS)[b.reward]
     who = b.address_name or b.name
     values = {
         "Id": str(b.id),
@@ -109,13 +109,13 @@ def cells(b: Backer) -> list[str]:
     return [b.extra.get(h, b.skus.get(h, values.get(h, "0" if h in SKUS else ""))) for h in HEADERS]
 
 
-def render(rows: Sequence[Backer]) -> bytes:
+def render(rows: Sequence[Backer], rewards: dict[str, tuple[str, str]] | None = None) -> bytes:
     """Render a whole export: BOM, every field quoted, CRLF line ends."""
     out = io.StringIO()
     writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
     writer.writerow(HEADERS)
     for row in rows:
-        writer.writerow(cells(row))
+        writer.writerow(cells(row, rewards))
     return b"\xef\xbb\xbf" + out.getvalue().encode()
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,12 @@ CONTENT = {
 def table_contents(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     """Every data table's business content, sorted."""
     with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            # Read right after an import, the tables may carry the statistics of an autoanalyze
+            # that ran while a chunk's rows were uncommitted (0 rows on hundreds of pages): the
+            # joins below were planned as nested loops over 50,000-row tables and ran for
+            # minutes. Whole tables are read here, so hash or merge joins are always right.
+            conn.execute(text("SET LOCAL enable_nestloop = off"))
         return {
             name: sorted((tuple(r) for r in conn.execute(text(sql))), key=repr)
             for name, sql in CONTENT.items()
@@ -185,3 +192,23 @@ def store_web_app_upload(
             )
             first_row += len(chunk_rows)
     return int(upload_id)
+
+
+@contextmanager
+def slow_pledge_statements(engine: Engine, seconds: float) -> Iterator[None]:
+    """While open, every statement inserting pledges takes `seconds` longer (a trigger in the
+    database), so chunks overlap and faults land mid-import."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(f"""
+            CREATE FUNCTION test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_sleep({float(seconds)}); RETURN NULL; END $$;
+            CREATE TRIGGER test_slow AFTER INSERT ON pledge
+            FOR EACH STATEMENT EXECUTE FUNCTION test_slow();
+        """)
+        )
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER test_slow ON pledge; DROP FUNCTION test_slow();"))

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,8 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
-from pledgeflow.baselines import load_hand_tuned, load_naive_orm, prepare_target
-from pledgeflow.synthetic import write_kickstarter_export
+from pledgeflow_bench.baselines import load_hand_tuned, load_naive_orm, prepare_target
+from pledgeflow_bench.exports import write_kickstarter_export
 from schemas.platforms import resolve_layout
 from tests.conftest import ADMIN_URL, DATA_TABLES, REDIS_URL
 from tests.helpers import import_path, table_contents
@@ -43,7 +44,11 @@ def test_synthetic_export_is_a_2020_kickstarter_report_with_repeats_and_bad_rows
         "Playmat",
         "Coins",
     ]
-    assert [name for _, name in layout.item_columns] == ["Dice Tower", "Wooden Insert", "Art Book"]
+    assert [name for _, name in layout.item_columns] == [
+        "Dice Tower",
+        "Wooden Insert",
+        "Art Book: Frost & Fire",
+    ]
     data = rows[1:]
     assert len(data) == summary.rows == 2000
     assert all(len(r) == len(rows[0]) for r in data)
@@ -68,6 +73,12 @@ def test_baselines_write_what_the_pipeline_writes(db: Engine, tmp_path: Path) ->
     result = import_path(export.path, chunk_size=150, shop=SHOP, project=PROJECT)
     pipeline = table_contents(db)
     assert result.rejected_rows == export.bad_rows > 0
+    # Every product and inventory line the file holds, `Art Book: Frost & Fire` among them.
+    assert (len(pipeline["product"]), len(pipeline["inventory"])) == (
+        export.products,
+        export.inventory_lines,
+    )
+    assert any(line[1] == "Art Book: Frost & Fire" for line in pipeline["inventory"])
 
     contents = {}
     for name in ("hand-tuned", "naive ORM"):
@@ -85,6 +96,81 @@ def test_baselines_write_what_the_pipeline_writes(db: Engine, tmp_path: Path) ->
     for name, tables in contents.items():
         for table in pipeline:
             assert tables[table] == pipeline[table], (name, table)
+
+
+# The same business content, read from pledgeflow's tables and from dlt's (natural keys only).
+PEER_CONTENT = {
+    "backer": ("SELECT shop, email, name, phone, country, external_id FROM {s}backer", None),
+    "product": ("SELECT name, kind, external_id, price, currency FROM {s}product", None),
+    "pledge": (
+        """SELECT pl.pledge_id, b.email, amount, shipping_amount, pl.currency, status, pledged_at
+           FROM pledge pl JOIN backer b ON b.id = pl.backer_id""",
+        """SELECT pledge_id, backer_email, amount, shipping_amount, currency, status, pledged_at
+           FROM {s}pledge""",
+    ),
+    "survey": (
+        """SELECT pl.pledge_id, responded_at, shipping_name, shipping_city, shipping_phone
+           FROM survey s JOIN pledge pl ON pl.id = s.pledge_id""",
+        """SELECT pledge_id, responded_at, shipping_name, shipping_city, shipping_phone
+           FROM {s}survey""",
+    ),
+    "inventory": (
+        """SELECT pl.pledge_id, pr.name, quantity FROM inventory i
+           JOIN survey s ON s.id = i.survey_id JOIN pledge pl ON pl.id = s.pledge_id
+           JOIN product pr ON pr.id = i.product_id""",
+        """SELECT i.pledge_id, pr.name, quantity FROM {s}inventory i JOIN {s}product pr
+           ON (pr.kind, pr.product_key) = (i.kind, i.product_key)""",
+    ),
+}
+
+
+def _rows(engine: Engine, sql: str) -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        return sorted((tuple(r) for r in conn.execute(text(sql))), key=repr)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_dlt_peer_loads_what_the_pipeline_writes_and_reloads_it_unchanged(
+    db: Engine, tmp_path: Path
+) -> None:
+    export = write_kickstarter_export(tmp_path / "export.csv", 400, bad_share=0.02)
+    result = import_path(export.path, chunk_size=150, shop=SHOP, project=PROJECT)
+    assert result.rejected_rows == export.bad_rows > 0
+    dataset = f"dlt_test_{uuid.uuid4().hex[:8]}"
+    dsn = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PLEDGEFLOW_"))}
+
+    try:
+        loads = []
+        for label in ("first", "reload"):
+            out = tmp_path / f"dlt-{label}.json"
+            done = subprocess.run(
+                [
+                    *(sys.executable, "-P", "-m", "pledgeflow_bench.dlt_peer", str(export.path)),
+                    *(dsn, dataset, str(tmp_path), str(out), SHOP, PROJECT),
+                ],
+                env=env | {"RUNTIME__LOG_LEVEL": "ERROR"},
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+            loads.append(json.loads(out.read_text()))
+            for table, (ours, theirs) in PEER_CONTENT.items():
+                expected = _rows(db, ours.format(s=""))
+                assert len(expected) > 0, table
+                assert _rows(db, (theirs or ours).format(s=f"{dataset}.")) == expected, (
+                    label,
+                    table,
+                )
+        assert all(load["seconds"] > 0 and load["peak_rss_mb"] > 0 for load in loads)
+        assert loads[0]["dlt_version"].startswith("1.")
+    finally:
+        with db.begin() as conn:
+            for schema in (dataset, f"{dataset}_staging"):
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
 
 
 def _bench_databases() -> set[str]:
@@ -110,6 +196,8 @@ def _bench_keys() -> set[bytes]:
 
 
 @pytest.mark.slow
+@pytest.mark.services  # PostgreSQL and Redis at the test addresses, without the fixtures
+@pytest.mark.timeout(900)  # two Prefect servers and ten measured processes on a busy machine
 def test_bench_command_measures_every_path_and_leaves_no_database(tmp_path: Path) -> None:
     before, keys_before = _bench_databases(), _bench_keys()
     out = tmp_path / "figures.json"
@@ -126,7 +214,7 @@ def test_bench_command_measures_every_path_and_leaves_no_database(tmp_path: Path
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=400,
+        timeout=840,
         check=False,
     )
 
@@ -136,23 +224,37 @@ def test_bench_command_measures_every_path_and_leaves_no_database(tmp_path: Path
     assert (first["status"], first["chunks"]) == ("COMPLETED", 3)
     assert first["imported_rows"] + first["rejected_rows"] == 600
     assert again["all_unchanged"] is True
-    # The re-import takes every chunk's rows from the row cache; the third import maps them.
+    # As configured by default, a re-import completes every chunk as unchanged without mapping or
+    # writing (chunk_skip), before the row cache is asked; so does the one with the cache off.
     uncached = figures["pipeline"]["reimport_uncached"]
-    assert (again["chunks_from_cache"], first["chunks_from_cache"]) == (3, 0)
-    assert (uncached["chunks_from_cache"], uncached["all_unchanged"]) == (0, True)
+    assert (first["chunks_skipped"], first["chunks_from_cache"]) == (0, 0)
+    assert (again["chunks_skipped"], again["chunks_from_cache"]) == (3, 0)
+    assert (uncached["chunks_skipped"], uncached["chunks_from_cache"]) == (3, 0)
+    assert uncached["all_unchanged"] is True
     assert figures["same_table_rows"] is True
     assert figures["naive_orm"]["rows"] == 50
     assert 0 <= first["orchestration_share"] <= 1
     assert first["peak_rss_mb"] > 0
-    for run in (first, again, figures["hand_tuned"]["first"], figures["hand_tuned"]["reload"]):
+    hand = figures["hand_tuned"]
+    for run in (first, again, hand["first"], hand["reload"], *figures["dlt"].values()):
         assert 0 < run["machine_busy"] <= 1
     assert set(figures["ratios"]) == {
         "pipeline_vs_hand_tuned",
         "pipeline_vs_naive_orm",
+        "pipeline_vs_dlt",
+        "reimport_vs_dlt_reload",
+        "hand_tuned_vs_dlt",
         "reimport_speedup",
         "reimport_uncached_speedup",
         "hand_tuned_reload_speedup",
+        "dlt_reload_speedup",
     }
+    # dlt, the peer, loaded the same file into as many rows per table, twice.
+    peer = figures["dlt"]
+    assert figures["dlt_same_table_rows"] is True
+    assert peer["first"]["table_rows"] == first["table_rows"]
+    assert peer["first"]["rows_per_second"] > 0 and peer["reload"]["rows_per_second"] > 0
+    assert "dlt, first load" in done.stdout
     workers = figures["workers"]
     assert workers["all_completed"] is True
     # Both measurements are first imports: none of their chunks comes from the row cache.
@@ -186,7 +288,7 @@ def _figures(rows: int, pipeline: float, hand: float, reimport: float) -> dict[s
 
 
 def test_several_sizes_print_side_by_side_smallest_first() -> None:
-    from pledgeflow.bench import side_by_side
+    from pledgeflow_bench.bench import side_by_side
 
     lines = side_by_side(
         [_figures(1_000_000, 7_500, 7_400, 1.5), _figures(10_000, 2_500, 8_500, 1.6)]

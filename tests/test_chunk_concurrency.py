@@ -11,7 +11,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from tests.exports import backers, render
+from pledgeflow_bench.exports import backers, render
 from tests.helpers import checksums, count, import_path, write_file
 
 pytestmark = pytest.mark.usefixtures("prefect_harness", "write_path")

@@ -31,9 +31,10 @@ def test_import_prints_detection_and_mixed_currency(db: Engine, tmp_path: Path) 
         "  detected: indiegogo contributions, 4 item groups "
         "(signature: perk id + perk + pledge id or order no.; pledge key: Pledge ID)"
     )
-    assert lines[2].startswith("  kept in survey.answers (24): Order No., Referrer ID, ")
+    assert lines[2].startswith("  dates: Funding Date as ")
+    assert lines[3].startswith("  kept in survey.answers (24): Order No., Referrer ID, ")
     assert "  rows: 12 total, 10 imported, 2 rejected" in lines
-    assert "  pledged: 45.00 GBP (1 pledges), 1285.00 USD (9 pledges)" in lines
+    assert "  pledged: 45.00 GBP (1 pledges), 1,285.00 USD (9 pledges)" in lines
     assert any(line.startswith("  note: mixed_currency: the upload's pledges") for line in lines)
 
 
@@ -54,10 +55,12 @@ def test_import_json_carries_the_detection_report(db: Engine, tmp_path: Path) ->
 def test_dry_run_prints_the_same_summary_and_writes_nothing(db: Engine, tmp_path: Path) -> None:
     path = write_file(tmp_path, "contributions.csv", render(sample()))
     before = checksums(db)
-    # Chunks of 10 keep both of ben's rows (2 and 10) in one chunk: across chunks, whether
-    # the later row counts as an update depends on the order the real import commits them.
+    # One chunk keeps both of ben's rows (2 and 10) together: across chunks, whether the
+    # later row counts as an update depends on the order the real import commits them.
 
-    dry = CliRunner().invoke(app, [*IMPORT, str(path), "--dry-run", "--json", "--chunk-size", "10"])
+    dry = CliRunner().invoke(
+        app, [*IMPORT, str(path), "--dry-run", "--json", "--chunk-size", "100"]
+    )
     text_run = CliRunner().invoke(app, [*IMPORT, str(path), "--dry-run"])
 
     assert dry.exit_code == 0, dry.output
@@ -77,7 +80,7 @@ def test_dry_run_prints_the_same_summary_and_writes_nothing(db: Engine, tmp_path
     )
     assert "  pledge: 10 created, 0 updated, 0 unchanged" in text_run.stdout.splitlines()
 
-    real = CliRunner().invoke(app, [*IMPORT, str(path), "--json", "--chunk-size", "10"])
+    real = CliRunner().invoke(app, [*IMPORT, str(path), "--json", "--chunk-size", "100"])
 
     actual = json.loads(real.stdout)
     assert actual["dry_run"] is False

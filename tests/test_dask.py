@@ -6,15 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
-from prefect_dask import DaskTaskRunner
+from prefect_dask.task_runners import DaskTaskRunner
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from flows.process_upload import process_upload
 from pledgeflow.staging import stage_file
 from pledgeflow.uploads import read_upload
+from pledgeflow_bench.exports import backers, render
 from tests.conftest import DATA_TABLES
-from tests.exports import backers, render
 from tests.helpers import checksums, import_path, write_file
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]

@@ -1,168 +1,27 @@
-"""End to end: a real Prefect server and worker from prefect.yaml, and the webhook."""
+"""End to end: a real Prefect server (auth on) and worker from prefect.yaml, and the webhook."""
 
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
-from deployments.webhook import sign
 from pledgeflow.staging import stage_file
-from tests.conftest import ADMIN_URL, REDIS_URL, RUN_ID
-from tests.exports import backers, render
+from pledgeflow.uploads import chunk_name
+from pledgeflow_bench.exports import backers, render
 from tests.helpers import count, write_file
-from tests.services import BIN, ROOT, free_port, process, run, wait_until
+from tests.services import BIN, run, wait_until
+from tests.stack import SECRETS, Stack
 
 pytestmark = pytest.mark.slow
-SECRET = "e2e-" + uuid.uuid4().hex
-
-
-@dataclass
-class Stack:
-    """Addresses of the running Prefect server and webhook, and the client environment."""
-
-    api: str
-    webhook: str
-    env: dict[str, str]
-
-    def flow_runs(self, deployment: str = "process-upload") -> list[dict[str, Any]]:
-        response = httpx.post(
-            f"{self.api}/flow_runs/filter",
-            json={"deployments": {"name": {"any_": [deployment]}}, "limit": 50},
-            timeout=10,
-        )
-        response.raise_for_status()
-        return list(response.json())
-
-    def flow_run(self, run_id: str) -> dict[str, Any]:
-        response = httpx.get(f"{self.api}/flow_runs/{run_id}", timeout=10)
-        response.raise_for_status()
-        return dict(response.json())
-
-    def wait_for_final(self, run_id: str, timeout: float = 120) -> dict[str, Any]:
-        final: dict[str, Any] = {}
-
-        def done() -> bool:
-            final.update(self.flow_run(run_id))
-            return final["state_type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-        wait_until(done, timeout, f"flow run {run_id} to finish", interval=1)
-        return final
-
-    def post(
-        self,
-        body: bytes,
-        *,
-        timestamp: str | None = None,
-        secret: str = SECRET,
-        signature: str | None = None,
-    ) -> httpx.Response:
-        stamp = timestamp or str(int(time.time()))
-        headers = {
-            "content-type": "application/json",
-            "X-Pledgeflow-Timestamp": stamp,
-            "X-Pledgeflow-Signature": sign(secret, stamp, body) if signature is None else signature,
-        }
-        return httpx.post(
-            f"{self.webhook}/webhooks/uploads", content=body, headers=headers, timeout=30
-        )
-
-
-@pytest.fixture(scope="module")
-def stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A Prefect server (on its own PostgreSQL database), the deployments, a worker, the webhook."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    server_db = f"pledgeflow_test_{RUN_ID}_prefect"
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{server_db}"'))
-    server_url = make_url(ADMIN_URL).set(drivername="postgresql+asyncpg", database=server_db)
-    port, hook_port = free_port(), free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    base.update(
-        PREFECT_HOME=str(home),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        DO_NOT_TRACK="1",
-        PREFECT_SERVER_EPHEMERAL_ENABLED="false",
-    )
-    server_env = {
-        **base,
-        "PREFECT_API_DATABASE_CONNECTION_URL": server_url.render_as_string(hide_password=False),
-        "PREFECT_UI_ENABLED": "false",
-        "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "200",
-        "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "200",
-    }
-    client_env = {
-        **base,
-        "PREFECT_API_URL": api,
-        "PLEDGEFLOW_DATABASE_URL": pg_url,
-        "PLEDGEFLOW_REDIS_URL": REDIS_URL,
-        "PLEDGEFLOW_REDIS_KEY_PREFIX": f"pledgeflow-test-{RUN_ID}",
-        "PLEDGEFLOW_WEBHOOK_SECRET": SECRET,
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "PREFECT_WORKER_PREFETCH_SECONDS": "5",
-    }
-    logs = tmp_path_factory.mktemp("logs")
-    try:
-        with process(
-            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            server_env,
-            logs / "server.log",
-        ):
-            wait_until(
-                lambda: httpx.get(f"{api}/health", timeout=2).status_code == 200,
-                90,
-                "the Prefect server",
-                log=logs / "server.log",
-            )
-            run(
-                [
-                    str(BIN / "prefect"),
-                    "work-pool",
-                    "create",
-                    "pledgeflow-process",
-                    "--type",
-                    "process",
-                ],
-                client_env,
-            )
-            run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], client_env, cwd=ROOT)
-            with (
-                process(
-                    [str(BIN / "prefect"), "worker", "start", "--pool", "pledgeflow-process"],
-                    client_env,
-                    logs / "worker.log",
-                ),
-                process(
-                    [str(BIN / "pledgeflow"), "webhook", "--port", str(hook_port)],
-                    client_env,
-                    logs / "webhook.log",
-                ),
-            ):
-                hook = f"http://127.0.0.1:{hook_port}"
-                wait_until(
-                    lambda: httpx.get(f"{hook}/healthz", timeout=2).status_code == 200,
-                    60,
-                    "the webhook",
-                    log=logs / "webhook.log",
-                )
-                yield Stack(api=api, webhook=hook, env=client_env)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{server_db}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def stage(tmp_path: Path, name: str, rows: int = 30) -> int:
@@ -175,7 +34,7 @@ def body(upload_id: object) -> bytes:
 
 
 def test_deployments_carry_descriptions_tags_and_enforced_schemas(stack: Stack) -> None:
-    response = httpx.post(f"{stack.api}/deployments/filter", json={}, timeout=10)
+    response = stack.client.post("/deployments/filter", json={})
     deployments = {d["name"]: d for d in response.json()}
     assert set(deployments) == {
         "import-file",
@@ -191,11 +50,17 @@ def test_deployments_carry_descriptions_tags_and_enforced_schemas(stack: Stack) 
     schema = deployments["process-upload"]["parameter_openapi_schema"]
     assert schema["properties"]["upload_id"]["type"] == "integer"
     assert schema["required"] == ["upload_id"]
-    chunk = deployments["import-file"]["parameter_openapi_schema"]["properties"]["chunk_size"]
-    assert (chunk["minimum"], chunk["maximum"]) == (1, 100_000)
-    sweep = httpx.get(
-        f"{stack.api}/deployments/{deployments['sweep-stuck-chunks']['id']}/schedules",
-        timeout=10,
+    chunk_size = deployments["import-file"]["parameter_openapi_schema"]["properties"]["chunk_size"]
+    chunk = next(t for t in chunk_size["anyOf"] if t.get("type") == "integer")
+    assert (chunk["minimum"], chunk["maximum"]) == (100, 100_000)
+    for name in ("process-upload", "import-file"):
+        fraction = deployments[name]["parameter_openapi_schema"]["properties"][
+            "max_rejected_fraction"
+        ]
+        number = next(t for t in fraction["anyOf"] if t.get("type") == "number")
+        assert (number["minimum"], number["maximum"]) == (0, 1)
+    sweep = stack.client.get(
+        f"/deployments/{deployments['sweep-stuck-chunks']['id']}/schedules"
     ).json()
     assert sweep[0]["schedule"]["interval"] == 600
 
@@ -204,16 +69,18 @@ def test_webhook_creates_exactly_one_run_that_imports_the_upload(
     stack: Stack, db: Engine, tmp_path: Path
 ) -> None:
     upload_id = stage(tmp_path, "hook.csv")
+    before = {r["id"] for r in stack.flow_runs()}  # the server is shared by the session
 
     first = stack.post(body(upload_id))
-    again = stack.post(body(upload_id))
+    # A redelivery naming the id as a decimal string (how a BigInt id serialises) is the same.
+    again = stack.post(body(str(upload_id)))
 
     assert first.status_code == 202, first.text
     assert again.status_code == 202, again.text
     run_id = first.json()["flow_run_id"]
     assert again.json()["flow_run_id"] == run_id
     assert first.json()["url"].endswith(f"/runs/flow-run/{run_id}")
-    assert [r["id"] for r in stack.flow_runs()] == [run_id]
+    assert {r["id"] for r in stack.flow_runs()} - before == {run_id}
     final = stack.wait_for_final(run_id)
     assert final["state_type"] == "COMPLETED", final["state"]
     assert final["name"] == f"upload-{upload_id}"
@@ -225,6 +92,57 @@ def test_webhook_creates_exactly_one_run_that_imports_the_upload(
             {"u": upload_id},
         ).one()
     assert tuple(upload) == ("COMPLETED", run_id, 30)
+
+
+def test_a_shops_second_upload_without_a_bulk_lane_stays_on_the_deployments_queue(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Before `pledgeflow limits apply` creates the bulk queue, a shop past its fair share is
+    not sent to a queue nobody limits; each delivery and redelivery answers with its one run."""
+    shop = "second-lane.example.com"
+    first_id = stage_file(
+        write_file(tmp_path, "a.csv", render("2020", backers(20))), shop=shop, project="A"
+    )
+    second_id = stage_file(
+        write_file(tmp_path, "b.csv", render("2020", backers(20))), shop=shop, project="B"
+    )
+
+    first = stack.post(body(first_id))
+    second = stack.post(body(second_id))
+    again = stack.post(body(second_id))
+
+    assert [r.status_code for r in (first, second, again)] == [202, 202, 202], second.text
+    assert again.json()["flow_run_id"] == second.json()["flow_run_id"]
+    queues = stack.client.post("/work_pools/pledgeflow-process/queues/filter", json={}).json()
+    assert "bulk" not in {q["name"] for q in queues}
+    run = stack.client.get(f"/flow_runs/{second.json()['flow_run_id']}").json()
+    assert run["work_queue_name"] != "bulk"
+    for response in (first, second):
+        final = stack.wait_for_final(response.json()["flow_run_id"])
+        assert final["state_type"] == "COMPLETED", final["state"]
+
+
+def test_webhook_passes_max_rejected_fraction_to_the_run(
+    stack: Stack, db: Engine, tmp_path: Path
+) -> None:
+    people = backers(4)
+    people[0].email = ""
+    path = write_file(tmp_path, "fraction.csv", render("2020", people))
+    upload_id = stage_file(path, shop="hook.example.com", project="Fraction", chunk_size=10)
+
+    response = stack.post(
+        json.dumps({"upload_id": upload_id, "max_rejected_fraction": 0.2}).encode()
+    )
+
+    assert response.status_code == 202, response.text
+    final = stack.wait_for_final(response.json()["flow_run_id"])
+    assert final["parameters"]["max_rejected_fraction"] == 0.2
+    assert final["state_type"] == "FAILED"
+    with db.connect() as conn:
+        upload = conn.execute(
+            text("SELECT status, errors FROM csv_upload WHERE id = :u"), {"u": upload_id}
+        ).one()
+    assert (upload.status, upload.errors["error"]["code"]) == ("FAILED", "too_many_rejected")
 
 
 def test_webhook_refuses_bad_requests_without_creating_runs(
@@ -239,7 +157,10 @@ def test_webhook_refuses_bad_requests_without_creating_runs(
         "missing signature": stack.post(body(upload_id), signature=""),
         "stale timestamp": stack.post(body(upload_id), timestamp=stale),
         "unknown upload": stack.post(body(upload_id + 10_000)),
-        "string id": stack.post(body(str(upload_id))),
+        "unknown string id": stack.post(body(str(upload_id + 10_000))),
+        "id with a suffix": stack.post(body(f"{upload_id}x")),
+        "negative string id": stack.post(body("-1")),
+        "string id past bigint": stack.post(body(str(2**63))),
         "not json": stack.post(b"upload_id=1"),
     }
 
@@ -248,10 +169,14 @@ def test_webhook_refuses_bad_requests_without_creating_runs(
         "missing signature": 401,
         "stale timestamp": 401,
         "unknown upload": 404,
-        "string id": 422,
+        "unknown string id": 404,
+        "id with a suffix": 422,
+        "negative string id": 422,
+        "string id past bigint": 422,
         "not json": 422,
     }
-    assert SECRET not in "".join(r.text for r in answers.values())
+    answered = "".join(r.text for r in answers.values())
+    assert not [name for name, secret in SECRETS.items() if secret in answered]
     assert len(stack.flow_runs()) == before
     assert httpx.get(f"{stack.webhook}/healthz", timeout=5).status_code == 200
 
@@ -261,14 +186,13 @@ def chunk_task_runs(stack: Stack, run_id: str, expected: int) -> list[dict[str, 
     found: list[dict[str, Any]] = []
 
     def recorded() -> bool:
-        response = httpx.post(
-            f"{stack.api}/task_runs/filter",
+        response = stack.client.post(
+            "/task_runs/filter",
             json={
                 "flow_runs": {"id": {"any_": [run_id]}},
                 "task_runs": {"name": {"like_": "chunk-"}},
                 "limit": 200,
             },
-            timeout=10,
         )
         found[:] = [t for t in response.json() if t["state_type"] in {"COMPLETED", "FAILED"}]
         return len(found) >= expected
@@ -314,11 +238,15 @@ def test_retrying_a_failed_run_reprocesses_only_the_failed_chunk(
         by_name.setdefault(task_run["name"], []).append((task_run["state_name"], ended))
     with db.connect() as conn:
         chunks = {
-            f"chunk-{r.id}": (r.chunk_index, r.attempts, r.status)
+            chunk_name(r.chunk_index, r.first_row, r.row_count): (
+                r.chunk_index,
+                r.attempts,
+                r.status,
+            )
             for r in conn.execute(
                 text(
-                    "SELECT id, chunk_index, attempts, status FROM csv_upload_chunk "
-                    "WHERE upload_id = :u"
+                    "SELECT chunk_index, first_row, row_count, attempts, status "
+                    "FROM csv_upload_chunk WHERE upload_id = :u"
                 ),
                 {"u": upload_id},
             )
@@ -344,14 +272,11 @@ def test_two_runs_of_one_upload_process_each_chunk_once(
     stack: Stack, db: Engine, tmp_path: Path
 ) -> None:
     upload_id = stage(tmp_path, "twice.csv", rows=60)
-    deployment = httpx.get(
-        f"{stack.api}/deployments/name/process-upload/process-upload", timeout=10
-    ).json()
+    deployment = stack.client.get("/deployments/name/process-upload/process-upload").json()
     run_ids = [
-        httpx.post(
-            f"{stack.api}/deployments/{deployment['id']}/create_flow_run",
+        stack.client.post(
+            f"/deployments/{deployment['id']}/create_flow_run",
             json={"parameters": {"upload_id": upload_id}},
-            timeout=10,
         ).json()["id"]
         for _ in range(2)
     ]
@@ -388,10 +313,8 @@ def test_a_finished_run_leaves_progress_summary_and_completion_event(
     assert stack.wait_for_final(run_id)["state_type"] == "COMPLETED"
 
     def artifact(key: str) -> dict[str, Any]:
-        found = httpx.post(
-            f"{stack.api}/artifacts/filter",
-            json={"artifacts": {"key": {"any_": [key]}}},
-            timeout=10,
+        found = stack.client.post(
+            "/artifacts/filter", json={"artifacts": {"key": {"any_": [key]}}}
         ).json()
         mine = [a for a in found if a["flow_run_id"] == run_id]
         assert len(mine) == 1, (key, found)
@@ -410,8 +333,8 @@ def test_a_finished_run_leaves_progress_summary_and_completion_event(
     events: list[dict[str, Any]] = []
 
     def emitted() -> bool:
-        found = httpx.post(
-            f"{stack.api}/events/filter",
+        found = stack.client.post(
+            "/events/filter",
             json={
                 "filter": {
                     "event": {"name": ["pledgeflow.upload.completed"]},
@@ -419,7 +342,6 @@ def test_a_finished_run_leaves_progress_summary_and_completion_event(
                 },
                 "limit": 50,
             },
-            timeout=10,
         ).json()["events"]
         flow_run = f"prefect.flow-run.{run_id}"
         events[:] = [
@@ -437,3 +359,58 @@ def test_a_finished_run_leaves_progress_summary_and_completion_event(
         "COMPLETED",
     )
     assert events[0]["resource"]["pledgeflow.shop"] == "hook.example.com"
+
+
+def test_import_file_runs_refuse_without_an_import_root_and_read_nothing(
+    stack: Stack, db: Engine
+) -> None:
+    # The worker has no PLEDGEFLOW_IMPORT_ROOT: whoever starts a run chooses its path, so
+    # every import-file run is refused before the file is opened.
+    deployment = stack.client.get("/deployments/name/import-file/import-file").json()
+    props = deployment["parameter_openapi_schema"]["properties"]
+    assert props["platform"]["enum"] == [
+        "detect",
+        "kickstarter",
+        "indiegogo",
+        "backerkit",
+        "gamefound",
+    ]
+    assert all(prop.get("description") for prop in props.values()), props
+    secret_lines = [line for line in Path("/etc/passwd").read_text().splitlines() if line]
+    created = stack.client.post(
+        f"/deployments/{deployment['id']}/create_flow_run",
+        json={"parameters": {"path": "/etc/passwd", "shop": "s.example.com", "project": "P"}},
+    )
+    created.raise_for_status()
+
+    final = stack.wait_for_final(created.json()["id"], timeout=180)
+
+    assert final["state_type"] == "FAILED"
+    logs = stack.client.post(
+        "/logs/filter",
+        json={"logs": {"flow_run_id": {"any_": [final["id"]]}}, "limit": 200},
+    ).json()
+    text_ = "\n".join(entry["message"] for entry in logs) + (final["state"]["message"] or "")
+    assert "PLEDGEFLOW_IMPORT_ROOT" in text_
+    assert not any(line in text_ for line in secret_lines)
+    for table in ("project", "csv_upload", "csv_upload_chunk"):
+        assert count(db, f"SELECT count(*) FROM {table}") == 0
+
+
+def test_concurrent_deliveries_through_the_csrf_protected_server_are_all_accepted(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The webhook reuses its Prefect clients between requests; requests served at once must
+    not share one, or their CSRF tokens replace each other and the server refuses them (403)."""
+    uploads = [stage(tmp_path, f"at-once-{n}.csv", rows=2) for n in range(12)]
+
+    with ThreadPoolExecutor(max_workers=len(uploads)) as pool:
+        answers = list(pool.map(lambda u: stack.post(body(u)), uploads))
+
+    assert [a.status_code for a in answers] == [202] * len(uploads), [
+        a.text for a in answers if a.status_code != 202
+    ]
+    runs = {a.json()["flow_run_id"] for a in answers}
+    assert len(runs) == len(uploads)
+    for run_id in runs:
+        assert stack.wait_for_final(run_id, timeout=600)["state_type"] == "COMPLETED"

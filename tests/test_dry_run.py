@@ -13,7 +13,7 @@ from flows.process_upload import process_upload
 from pledgeflow.dry_runs import read_dry_run
 from pledgeflow.staging import stage_file
 from pledgeflow.uploads import UploadResult, read_upload
-from tests.exports import Backer, backers, render
+from pledgeflow_bench.exports import Backer, backers, render
 from tests.helpers import checksums, count, import_path, write_file
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

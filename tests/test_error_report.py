@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from pledgeflow.chunks import process_chunk
 from pledgeflow.cli import app
-from pledgeflow.reports import FORMULA_STARTS, neutralize, write_rejected_csv
+from pledgeflow.reports import FORMULA_STARTS, neutralize, shown_value, write_rejected_csv
 from pledgeflow.staging import stage_file
 from pledgeflow.uploads import aggregate_upload, start_upload
-from schemas.frames import REPORT_COLUMNS
-from tests.exports import HEADERS, backers, render
+from pledgeflow_bench.exports import HEADERS, backers, render
+from schemas.frames import REASON_CODES, REPORT_COLUMNS
 from tests.helpers import import_path, write_file
 
 FORMULAS = [
@@ -39,7 +39,7 @@ FORMULAS = [
         ("@x", "'@x"),
         ("\tx", "'\tx"),
         ("\rx", "'\rx"),
-        (" =1", " =1"),
+        (" =1", "' =1"),  # spreadsheets skip leading blanks (OWASP)
         ("a=1", "a=1"),
         ("", ""),
         (None, ""),
@@ -83,6 +83,8 @@ def test_report_of_formula_like_cells_opens_with_no_formula(db: Engine, tmp_path
     by_row = {line[0]: dict(zip(header, line, strict=True)) for line in body}
     assert by_row["5"]["column"] == "Pledge Amount; Pledged At"
     assert by_row["5"]["code"] == "invalid_money; invalid_date"
+    assert by_row["5"]["value"] == f"{shown_value('-')}; {shown_value(FORMULAS[3])}"
+    assert by_row["5"]["message"].split("; ")[0] == REASON_CODES["invalid_money"]
     assert by_row["7"]["code"] == "short_record"
     assert by_row["7"]["Backer Number"] == "7" and by_row["7"]["Email"] == ""
     assert by_row["2"]["Notes"] == "'" + FORMULAS[0]
@@ -122,7 +124,9 @@ def test_report_of_100000_rejected_rows_is_complete_and_streamed(
     for chunk_id in start_upload(upload_id).chunk_ids:
         process_chunk(chunk_id)
     result = aggregate_upload(upload_id)
-    assert (result.status, result.imported_rows, result.rejected_rows) == ("COMPLETED", 0, 100_000)
+    # Nothing imported: the upload failed, and its report is what the user acts on.
+    assert (result.status, result.imported_rows, result.rejected_rows) == ("FAILED", 0, 100_000)
+    assert (result.errors or {})["error"]["code"] == "all_rows_rejected"
     out = io.StringIO()
 
     tracemalloc.start()

@@ -21,7 +21,7 @@ from pledgeflow.reports import write_rejected_csv
 from pledgeflow.settings import get_settings
 from pledgeflow.staging import stage_file
 from pledgeflow.summaries import chunk_outcomes, summary_markdown
-from tests.exports import backers, render
+from pledgeflow_bench.exports import backers, render
 from tests.helpers import checksums, count, run_plain, store_web_app_upload, write_file
 
 
@@ -111,14 +111,15 @@ def test_a_webhook_naming_a_shop_cannot_start_another_shops_upload(
     def post(shop: str) -> int:
         body = json.dumps({"upload_id": upload_id, "shop": shop}).encode()
         stamp = str(int(time.time()))
-        return client.post(
+        answer = client.post(
             "/webhooks/uploads",
             content=body,
             headers={
                 "X-Pledgeflow-Timestamp": stamp,
                 "X-Pledgeflow-Signature": sign("isolation-secret", stamp, body),
             },
-        ).status_code
+        )
+        return int(answer.status_code)
 
     try:
         assert post("a.example.com") == 404

@@ -124,7 +124,17 @@ def test_cli_imports_a_custom_layout_with_a_yaml_mapping(db: Engine, tmp_path: P
         "signature": "mapping",
         "variant": "custom mapping",
         "pledge_key": "Order Ref",
+        "item_columns": ["Mug", "Poster"],
         "unmapped_columns": ["Gift note"],
+        "dates": {
+            "pledged_at": {
+                "column": "Ordered On",
+                "formats": ["%Y-%m-%d"],
+                "style": "YYYY-MM-DD",
+                "zone_names": False,
+                "ambiguous": False,
+            }
+        },
     }
     assert outcome(db) == EXPECTED
     with db.connect() as conn:

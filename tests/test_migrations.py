@@ -31,7 +31,7 @@ NATURAL_KEYS = {
     "project": ("shop", "name"),
     "csv_upload_chunk": ("upload_id", "chunk_index"),
     "backer": ("shop", "email"),
-    "product": ("project_id", "name"),
+    "product": ("project_id", "kind", "product_key"),
     "pledge": ("project_id", "pledge_id"),
     "survey": ("pledge_id",),
     "inventory": ("survey_id", "product_id"),
@@ -191,3 +191,102 @@ def test_web_app_plain_sql_inserts_get_the_defaults(fresh_db: Engine) -> None:
     assert chunk["errors"] is None
     stored = chunk["data"] if isinstance(chunk["data"], dict) else json.loads(chunk["data"])
     assert stored == json.loads(data)
+
+
+def test_0003v_clears_per_project_numbers_stored_as_backer_ids(fresh_db: Engine) -> None:
+    upgrade("0003_claim")
+    backers = {
+        # email: (external id, [(pledge key, platform)])
+        "uid@example.com": ("1647400540", [("13", "kickstarter")]),  # Backer UID: kept
+        "seq@example.com": ("4", [("4", "kickstarter")]),  # 2013 Backer Id: cleared
+        "bk@example.com": ("102", [("3", "backerkit")]),  # Service Guid: cleared
+        "both@example.com": ("1000000001", [("1", "kickstarter"), ("9", "backerkit")]),
+        "custom@example.com": ("P-77", [("A1", "custom")]),  # a mapping's choice: kept
+    }
+    with fresh_db.begin() as conn:
+        project = conn.execute(
+            text("INSERT INTO project (shop, name) VALUES ('s.example.com', 'P') RETURNING id")
+        ).scalar_one()
+        upload = conn.execute(
+            text(
+                "INSERT INTO csv_upload (project_id, shop, filename) "
+                "VALUES (:p, 's.example.com', 'x.csv') RETURNING id"
+            ),
+            {"p": project},
+        ).scalar_one()
+        for row, (email, (external_id, pledges)) in enumerate(backers.items(), start=1):
+            backer = conn.execute(
+                text(
+                    "INSERT INTO backer (shop, email, external_id, source_upload_id, source_row) "
+                    "VALUES ('s.example.com', :e, :x, :u, :r) RETURNING id"
+                ),
+                {"e": email, "x": external_id, "u": upload, "r": row},
+            ).scalar_one()
+            for key, platform in pledges:
+                conn.execute(
+                    text(
+                        "INSERT INTO pledge (project_id, pledge_id, backer_id, platform, "
+                        "upload_id, source_row) VALUES (:p, :k, :b, :pl, :u, :r)"
+                    ),
+                    {"p": project, "k": key, "b": backer, "pl": platform, "u": upload, "r": row},
+                )
+
+    upgrade()
+
+    with fresh_db.connect() as conn:
+        stored: dict[str, str | None] = dict(
+            conn.execute(text("SELECT email, external_id FROM backer")).all()
+        )
+    assert stored == {
+        "uid@example.com": "1647400540",
+        "seq@example.com": None,
+        "bk@example.com": None,
+        "both@example.com": "1000000001",
+        "custom@example.com": "P-77",
+    }
+
+
+def test_product_keys_migration_keeps_existing_products(fresh_db: Engine) -> None:
+    upgrade("0003v")
+    with fresh_db.begin() as conn:
+        project = conn.execute(
+            text("INSERT INTO project (shop, name) VALUES ('s.example.com', 'P') RETURNING id")
+        ).scalar_one()
+        for name, kind, external_id in [
+            ("Core Box", "reward", "11"),
+            ("Deluxe", "reward", "12"),
+            ("Deluxe (old title)", "reward", "12"),  # one id, two names: keyed by name
+            ("Dice Tower", "addon", "1001"),
+            ("Wooden Insert", "item", None),
+        ]:
+            conn.execute(
+                text(
+                    "INSERT INTO product (project_id, name, kind, external_id) "
+                    "VALUES (:p, :n, :k, :e)"
+                ),
+                {"p": project, "n": name, "k": kind, "e": external_id},
+            )
+        before = conn.execute(text("SELECT id, name FROM product ORDER BY id")).all()
+
+    upgrade()
+
+    with fresh_db.begin() as conn:
+        after = conn.execute(
+            text("SELECT id, name, kind, product_key FROM product ORDER BY id")
+        ).all()
+        assert [(r.id, r.name) for r in after] == [tuple(r) for r in before]
+        assert [(str(r.kind), r.product_key) for r in after] == [
+            ("reward", "11"),
+            ("reward", "Deluxe"),
+            ("reward", "Deluxe (old title)"),
+            ("addon", "1001"),
+            ("item", "Wooden Insert"),
+        ]
+        # Two tiers may now share a title.
+        conn.execute(
+            text(
+                "INSERT INTO product (project_id, name, kind, product_key) "
+                "VALUES (:p, 'Core Box', 'reward', '13')"
+            ),
+            {"p": project},
+        )

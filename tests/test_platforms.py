@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Any
 
 import pytest
 
+from pledgeflow_bench.exports import HEADERS, VARIANT_NAMES, backers, render
 from schemas.platforms import (
     EMAIL,
     PLEDGE_KEY,
@@ -17,7 +19,6 @@ from schemas.platforms import (
     resolve_layout,
 )
 from tests import exports_backerkit, exports_gamefound, exports_indiegogo
-from tests.exports import HEADERS, VARIANT_NAMES, backers, render
 
 VARIANTS = ["2013", "2014", "2017", "2020", "2024", "no-reward"]
 
@@ -91,12 +92,12 @@ def test_2024_layout_maps_renamed_columns() -> None:
     assert layout.fields["responded_at"] == headers.index("Survey Response")
 
 
-def test_2013_backer_id_is_pledge_key_and_backer_id() -> None:
+def test_2013_backer_id_is_the_pledge_key_only() -> None:
     headers = HEADERS["2013"]
     layout = resolve_layout(tuple(headers))
     index = headers.index("Backer Id")
     assert layout.fields[PLEDGE_KEY] == index
-    assert layout.fields["backer_external_id"] == index
+    assert "backer_external_id" not in layout.fields  # a per-project number, not a person
 
 
 def test_addon_columns_are_parsed() -> None:
@@ -119,6 +120,33 @@ def test_item_columns_in_2020_and_2024() -> None:
         (h20.index("Wooden Insert"), "Wooden Insert"),
     )
     assert resolve_layout(tuple(h24)).item_columns == ((h24.index("ambient one"), "ambient one"),)
+
+
+def test_any_column_in_the_items_block_is_an_item_until_its_values_say_otherwise() -> None:
+    h20 = HEADERS["2020"]
+    at = h20.index("Notes") + 1
+    headers = (*h20[:at], "Expansion: Frost & Fire", "Mini: Hero?", "Size?", *h20[at:])
+    layout = resolve_layout(headers)
+    assert [name for _, name in layout.item_columns] == [
+        "Expansion: Frost & Fire",
+        "Mini: Hero?",
+        "Size?",
+        "Dice Tower",
+        "Wooden Insert",
+    ]
+
+    answered = layout.with_value_answers([headers.index("Size?")])
+
+    assert [name for _, name in answered.item_columns] == [
+        "Expansion: Frost & Fire",
+        "Mini: Hero?",
+        "Dice Tower",
+        "Wooden Insert",
+    ]
+    assert (headers.index("Size?"), "Size?") in answered.answer_columns
+    detection: dict[str, Any] = answered.detection()
+    assert detection["item_columns"][:2] == ["Expansion: Frost & Fire", "Mini: Hero?"]
+    assert "Size?" in detection["unmapped_columns"]
 
 
 @pytest.mark.parametrize("variant", ["2013", "2014", "2017", "no-reward"])
@@ -197,10 +225,11 @@ def test_custom_questions_and_repeated_headers_are_answers() -> None:
     assert len(set(keys)) == len(keys)
 
 
-def test_2020_question_before_survey_is_an_answer_not_an_item() -> None:
+def test_2020_question_before_survey_is_an_answer_once_its_values_are_seen() -> None:
     headers = list(HEADERS["2020"])
-    headers.insert(headers.index("Survey Response"), "What Is Your Region/Continent?")
-    layout = resolve_layout(tuple(headers))
+    at = headers.index("Survey Response")
+    headers.insert(at, "What Is Your Region/Continent?")
+    layout = resolve_layout(tuple(headers)).with_value_answers([at])
     assert "What Is Your Region/Continent?" in layout.unmapped_headers
     assert [name for _, name in layout.item_columns] == ["Dice Tower", "Wooden Insert"]
 
@@ -356,6 +385,7 @@ def test_indiegogo_order_number_keys_pledges_without_pledge_id() -> None:
                 "signature": "backer uid + pledged status",
                 "variant": "2017-2019",
                 "pledge_key": "Backer Number",
+                "item_columns": [],
                 "unmapped_columns": [
                     "Rewards Sent?",
                     "Notes",
@@ -372,6 +402,7 @@ def test_indiegogo_order_number_keys_pledges_without_pledge_id() -> None:
                 "signature": "backer name + e-mail + pledge amount",
                 "variant": "pledge import template",
                 "pledge_key": "Backer number",
+                "item_columns": [],
                 "unmapped_columns": ["Bonus support"],
             },
         ),

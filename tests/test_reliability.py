@@ -21,8 +21,8 @@ from flows.process_upload import process_upload
 from pledgeflow.settings import get_settings
 from pledgeflow.staging import stage_file
 from pledgeflow.uploads import read_upload
+from pledgeflow_bench.exports import backers, render
 from tests.conftest import DATA_TABLES
-from tests.exports import backers, render
 from tests.helpers import checksums, count, import_path, write_file
 from tests.services import BIN, free_port, wait_until
 
@@ -65,8 +65,9 @@ def in_background(target: Callable[[], Any]) -> threading.Thread:
 def test_worker_killed_mid_upload_then_retried_equals_a_clean_run(
     db: Engine, tmp_path: Path, slow_pledges: None, pg_url: str
 ) -> None:
-    path = write_file(tmp_path, "killed.csv", render("2020", backers(80, repeat_every=9)))
-    expected = clean_run(db, path, chunk_size=10)
+    # 100-row chunks: the smallest the CLI accepts.
+    path = write_file(tmp_path, "killed.csv", render("2020", backers(800, repeat_every=9)))
+    expected = clean_run(db, path, chunk_size=100)
     env = {
         **os.environ,
         "PREFECT_API_URL": str(PREFECT_API_URL.value()),
@@ -83,7 +84,7 @@ def test_worker_killed_mid_upload_then_retried_equals_a_clean_run(
             "--project",
             "Campaign",
             "--chunk-size",
-            "10",
+            "100",
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -121,7 +122,7 @@ def test_worker_killed_mid_upload_then_retried_equals_a_clean_run(
     assert retried.returncode == 0, retried.stdout + retried.stderr
     assert set(chunk_statuses(db, upload_id)) == {"COMPLETED"}
     assert checksums(db) == expected
-    assert read_upload(upload_id).imported_rows == 80
+    assert read_upload(upload_id).imported_rows == 800
 
 
 def test_connections_terminated_mid_chunk_are_retried_to_a_clean_result(
@@ -140,6 +141,9 @@ def test_connections_terminated_mid_chunk_are_retried_to_a_clean_result(
                     text(
                         "SELECT pg_terminate_backend(pid), pid FROM pg_stat_activity "
                         "WHERE application_name = 'pledgeflow' AND state = 'active' "
+                        # Only this test run's database: other runs (xdist workers) share the
+                        # server.
+                        "AND datname = current_database() "
                         # On PostgreSQL the pledge write is `WITH w AS (INSERT INTO pledge …)`.
                         "AND query LIKE '%INSERT INTO pledge%' AND pid <> pg_backend_pid()"
                     )

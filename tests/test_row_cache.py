@@ -17,8 +17,9 @@ from sqlalchemy.engine import Engine
 from pledgeflow.row_cache import RowCache
 from pledgeflow.settings import get_settings
 from pledgeflow.uploads import UploadResult
+from pledgeflow_bench.exports import backers, render
 from tests.conftest import use_write_path
-from tests.exports import backers, render
+from tests.exports_corpus import INDIEGOGO
 from tests.helpers import import_path, table_contents, write_file
 from tests.services import free_port
 
@@ -28,11 +29,14 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 @pytest.fixture(autouse=True)
 def staged_path() -> Iterator[None]:
     """The cache serves the COPY-staged path, the one PostgreSQL takes by default; a Redis error
-    seen by an earlier test must not leave it paused."""
+    seen by an earlier test must not leave it paused. Unchanged chunks are not skipped here
+    (`chunk_skip`, tested on its own), or a re-import would never reach the cache."""
+    os.environ["PLEDGEFLOW_SKIP_UNCHANGED_CHUNKS"] = "0"
     use_write_path("auto")
     RowCache._paused_until.clear()
     yield
     os.environ.pop("PLEDGEFLOW_WRITE_PATH", None)
+    os.environ.pop("PLEDGEFLOW_SKIP_UNCHANGED_CHUNKS", None)
     get_settings.cache_clear()
     RowCache._paused_until.clear()
 
@@ -210,6 +214,7 @@ def test_the_key_holds_every_input_the_rows_depend_on(pg_url: str) -> None:
         "mapping": None,
         "currency": None,
         "encoding": "utf-8",
+        "value_answers": [],
     }
     variations = {
         "data_digest": b"\x02" * 32,
@@ -219,6 +224,7 @@ def test_the_key_holds_every_input_the_rows_depend_on(pg_url: str) -> None:
         "mapping": {"email": "E-mail"},
         "currency": "EUR",
         "encoding": "latin-1",
+        "value_answers": [17],
     }
     base = cache.key(**inputs)
     keys = {cache.key(**(inputs | {name: value})) for name, value in variations.items()}
@@ -271,3 +277,34 @@ def test_without_reachable_redis_chunks_are_mapped_and_imported(
     assert first.status == again.status == "COMPLETED"
     assert from_cache(db, first) == from_cache(db, again) == [False, False]
     assert counts(again)["pledge"]["unchanged"] == 16
+
+
+def test_a_cached_chunk_is_not_reused_under_another_date_order(
+    db: Engine, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    # Two files whose first chunk is the same bytes: the last chunk of one shows a day above 12
+    # (day first), of the other a month above 12 (month first). The first chunk's dates must
+    # follow each file's order, not the rows cached from the other file.
+    day_first = INDIEGOGO
+    month_first = dataclasses.replace(
+        INDIEGOGO,
+        rows=[*INDIEGOGO.rows[:2], {**INDIEGOGO.rows[2], "Funding Date": "03/14/2016 23:10"}],
+    )
+    shop = "dates-cache.example.com"
+    stored: dict[str, Any] = {}
+    for name, corpus in (("day", day_first), ("month", month_first)):
+        path = write_file(tmp_path, f"{name}.csv", corpus.render())
+        result = import_path(path, chunk_size=2, shop=shop, project=name)
+        assert result.status == "COMPLETED", result.errors
+        assert from_cache(db, result) == [False, False]
+        with db.connect() as conn:
+            stored[name] = conn.execute(
+                text(
+                    "SELECT pl.pledged_at FROM pledge pl JOIN project j ON j.id = pl.project_id "
+                    "WHERE j.shop = :s AND j.name = :p AND pl.pledge_id = '77001'"
+                ),
+                {"s": shop, "p": name},
+            ).scalar_one()
+
+    assert (stored["day"].month, stored["day"].day) == (3, 1)
+    assert (stored["month"].month, stored["month"].day) == (1, 3)

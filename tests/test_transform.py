@@ -8,13 +8,15 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import email_validator
 import pandas as pd
 import pytest
 
+from pledgeflow.dates import DateColumn, invalid_date_message
 from pledgeflow.transform import ChunkFrames, build_frames
+from pledgeflow_bench.exports import TIERS, Backer, backers, render
 from schemas.frames import REASON_CODES
 from schemas.platforms import resolve_layout
-from tests.exports import TIERS, Backer, backers, render
 
 Rows = list[list[str]]
 
@@ -56,7 +58,21 @@ def check_accounting(frames: ChunkFrames, total: int) -> None:
     assert not bad & set(frames.backers["source_row"])
     for entry in frames.rejected:
         assert set(entry) == {"row", "column", "value", "code", "message"}
-        assert entry["message"] == REASON_CODES[entry["code"]]
+        if entry["code"] == "invalid_date":  # names its column's style, then the accepted ones
+            assert entry["message"].startswith(("expected ", "no accepted date style"))
+        else:
+            assert entry["message"] == message_of(entry["code"], entry["value"])
+
+
+def message_of(code: str, value: str) -> str:
+    """The message of a rejection: email-validator's reason for an address, else the code's."""
+    if code != "invalid_email":
+        return REASON_CODES[code]
+    try:
+        email_validator.validate_email(value.strip(), check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        return str(exc)
+    raise AssertionError(f"email-validator accepts {value!r}")
 
 
 # (variant, what to break in the third row, code, column header, offending value)
@@ -155,8 +171,14 @@ def test_cell_rejection_reports_row_column_value_and_code(
 
     frames = run(headers, rows, first_row=41)
 
+    # A date names the style its column was found in (the generator's Kickstarter style).
+    message = (
+        invalid_date_message(DateColumn(("%Y/%m/%d, %H:%M",)))
+        if code == "invalid_date"
+        else message_of(code, value)
+    )
     assert frames.rejected == [
-        {"row": 43, "column": column, "value": value, "code": code, "message": REASON_CODES[code]}
+        {"row": 43, "column": column, "value": value, "code": code, "message": message}
     ]
     assert (frames.imported_rows, frames.rejected_rows) == (4, 1)
     assert sorted(frames.pledges["pledge_key"]) == ["1", "2", "4", "5"]
@@ -293,12 +315,14 @@ def test_repeated_pledge_key_keeps_the_later_row() -> None:
     assert pledges["1"]["email"] == "new@example.com"
     assert pledges["1"]["amount"] == Decimal("200.00")
     assert pledges["1"]["status"] == "dropped"
-    assert pledges["1"]["product_name"] == TIERS[2][0]
+    assert pledges["1"]["product_key"] == TIERS[2][1]  # the tier's Reward ID
     survey = by_key(frames.surveys)["1"]
     assert survey["answers"]["Notes"] == "second"
     assert survey["responded_at"] == pd.Timestamp("2022-02-03 04:05", tz="UTC")
     lines = frames.inventory[frames.inventory["pledge_key"] == "1"]
-    assert lines[["product_name", "quantity"]].values.tolist() == [["Sleeves", 1]]
+    assert lines[["product_kind", "product_key", "quantity"]].values.tolist() == [
+        ["addon", "1002", 1]
+    ]
 
 
 def test_repeated_email_keeps_the_later_rows_details() -> None:
@@ -393,10 +417,13 @@ def test_inventory_holds_only_quantities_above_zero() -> None:
     frames = run(headers, rows)
 
     assert frames.rejected == []
-    lines = sorted(
-        map(tuple, frames.inventory[["pledge_key", "product_name", "quantity"]].values.tolist())
-    )
-    assert lines == [("1", "Dice Tower", 2), ("1", "Wooden Insert", 3), ("3", "Sleeves", 1)]
+    columns = ["pledge_key", "product_kind", "product_key", "quantity"]
+    lines = sorted(map(tuple, frames.inventory[columns].values.tolist()))
+    assert lines == [
+        ("1", "addon", "1001", 2),  # Dice Tower
+        ("1", "item", "Wooden Insert", 3),
+        ("3", "addon", "1002", 1),  # Sleeves
+    ]
     assert (frames.inventory["quantity"] > 0).all()
 
 
@@ -410,8 +437,9 @@ def test_addon_and_item_of_the_same_name_share_one_product_and_line() -> None:
     assert len(dice) == 1
     assert dice.iloc[0]["kind"] == "addon"
     assert dice.iloc[0]["external_id"] == "1001"
-    lines = frames.inventory[frames.inventory["product_name"] == "Dice Tower"]
-    assert lines["quantity"].tolist() == [2]
+    assert dice.iloc[0]["product_key"] == "1001"
+    lines = frames.inventory[frames.inventory["product_key"] == "1001"]
+    assert lines[["product_kind", "quantity"]].values.tolist() == [["addon", 2]]
 
 
 def test_products_of_the_2020_layout() -> None:
@@ -447,9 +475,15 @@ def test_reward_product_names_follow_the_layout(variant: str, expected: dict[str
     frames = run(headers, rows)
 
     pledges = by_key(frames.pledges)
-    assert {k: p["product_name"] for k, p in pledges.items()} == expected
     rewards = frames.products[frames.products["kind"] == "reward"]
+    name_of = dict(zip(rewards["product_key"], rewards["name"], strict=True))
+    assert {k: name_of[p["product_key"]] for k, p in pledges.items()} == expected
     assert sorted(rewards["name"]) == sorted(expected.values())
+    # Keyed by the Reward ID where the layout has one, else by the name.
+    with_ids = variant not in ("2013",)
+    assert sorted(rewards["product_key"]) == sorted(
+        t[1] if with_ids else f"Reward {t[2]}.00 USD" for t in TIERS
+    )
 
 
 def test_money_currency_and_dates_of_pledges() -> None:
@@ -530,7 +564,7 @@ def test_no_reward_file_imports() -> None:
     assert frames.rejected == []
     assert frames.imported_rows == 3
     assert frames.products.empty
-    assert frames.pledges["product_name"].isna().all()
+    assert frames.pledges["product_key"].isna().all()
     assert frames.pledges["shipping_amount"].isna().all()
     assert sorted(frames.pledges["pledge_key"]) == ["1", "2", "3"]
 
@@ -543,7 +577,7 @@ def test_chunk_without_rewards_imports() -> None:
 
     assert frames.imported_rows == 2
     assert frames.products.empty
-    assert frames.pledges["product_name"].isna().all()
+    assert frames.pledges["product_key"].isna().all()
 
 
 @pytest.mark.parametrize("shape", ["string", "object"])

@@ -8,8 +8,9 @@ import io
 import pytest
 
 from pledgeflow.transform import build_frames
+from pledgeflow_bench import exports
 from schemas.platforms import resolve_layout
-from tests import exports, exports_backerkit, exports_gamefound, exports_indiegogo
+from tests import exports_backerkit, exports_gamefound, exports_indiegogo
 
 
 def parsed(data: bytes) -> tuple[list[str], list[list[str]]]:

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from flows.process_upload import process_upload
 from pledgeflow.uploads import read_upload
-from tests.exports import TIERS, Backer, backers, render
+from pledgeflow_bench.exports import TIERS, Backer, backers, render
 from tests.helpers import checksums, count, import_path, store_web_app_upload, write_file
 
 pytestmark = pytest.mark.usefixtures("prefect_harness", "write_path")
@@ -255,8 +255,9 @@ def test_importing_the_same_file_twice_changes_nothing(db: Engine, tmp_path: Pat
     assert tables["pledge"]["unchanged"] == 39
     # backer9 is also the email of row 10, in the next chunk, with another name: when the
     # chunk holding row 9 commits first it briefly writes row 9's name (an update) and row 10
-    # puts the latest name back (another). The final content is unchanged either way.
-    assert tables["backer"]["updated"] in (0, 2)
+    # puts the latest name back (another). The final content is unchanged either way, and the
+    # backer, one row, counts once.
+    assert tables["backer"]["updated"] in (0, 1)
 
 
 def test_reimport_replaces_inventory_so_dropped_addons_disappear(

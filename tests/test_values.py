@@ -1,4 +1,4 @@
-"""Money and date parsing on the value formats real exports carry (platform-formats.md 1.3)."""
+"""Money parsing on the value formats real exports carry (platform-formats.md 1.3)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,7 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from pledgeflow.values import (
-    MoneyError,
-    date_matches,
-    is_blank,
-    money_matches,
-    parse_dates,
-    parse_money,
-)
+from pledgeflow.values import MoneyError, is_blank, money_matches, parse_money
 
 
 @pytest.mark.parametrize(
@@ -121,63 +114,6 @@ def test_is_blank() -> None:
     assert is_blank(cells).tolist() == [True, True, True, False, False]
 
 
-def utc(text: str) -> pd.Timestamp:
-    return pd.Timestamp(text, tz="UTC")
-
-
-def test_parse_dates_formats_in_one_column_keep_their_rows() -> None:
-    cells = pd.Series(
-        [
-            "2014/04/24, 05:37",  # Kickstarter: naive, read as UTC
-            "2017-08-15 07:15:44 -0700",  # BackerKit: offset converted to UTC
-            "2020-01-02T03:04:05Z",
-            "2020-01-02T03:04:05+02:00",
-            "2024-06-25",
-            "2018/03/28, 10:27:15",
-            " 2014/04/24, 05:37 ",
-            "2017-08-15 07:15:44 +0200",
-        ],
-        index=[101, 102, 103, 104, 105, 106, 107, 108],
-    )
-    parsed = parse_dates(cells)
-    assert str(parsed.dtype) == "datetime64[us, UTC]"
-    assert parsed.index.tolist() == [101, 102, 103, 104, 105, 106, 107, 108]
-    assert parsed.tolist() == [
-        utc("2014-04-24 05:37"),
-        utc("2017-08-15 14:15:44"),
-        utc("2020-01-02 03:04:05"),
-        utc("2020-01-02 01:04:05"),
-        utc("2024-06-25 00:00"),
-        utc("2018-03-28 10:27:15"),
-        utc("2014-04-24 05:37"),
-        utc("2017-08-15 05:15:44"),
-    ]
-
-
-def test_parse_dates_blanks_and_garbage_become_nat() -> None:
-    cells = pd.Series(
-        ["", "   ", None, "yesterday", "2024-13-45", "2014/02/30, 05:37", "12abc", "2014/04/24"],
-        dtype=object,
-    )
-    parsed = parse_dates(cells)
-    assert parsed.isna().tolist() == [True, True, True, True, True, True, True, False]
-    assert parsed.iloc[7] == utc("2014-04-24")
-
-
-def test_date_matches_accepts_blanks_rejects_garbage() -> None:
-    cells = pd.Series(
-        ["2014/04/24, 05:37", "", None, "soon", "2017-08-15 07:15:44 -0700", "31/31/2020"],
-        dtype=object,
-    )
-    assert date_matches(cells).tolist() == [True, True, True, False, True, False]
-
-
-def test_parse_dates_empty_series() -> None:
-    parsed = parse_dates(pd.Series([], dtype=object))
-    assert parsed.empty
-    assert str(parsed.dtype) == "datetime64[us, UTC]"
-
-
 @pytest.mark.parametrize(("cell", "thousands"), [("€1.000", "1000"), ("1.234 EUR", "1234")])
 def test_one_dot_group_is_not_silently_rounded(cell: str, thousands: str) -> None:
     try:
@@ -185,11 +121,3 @@ def test_one_dot_group_is_not_silently_rounded(cell: str, thousands: str) -> Non
     except MoneyError:
         return  # rejecting the ambiguous cell is acceptable
     assert (amount, currency) == (Decimal(thousands), "EUR")
-
-
-def test_words_pandas_would_read_as_the_current_time_are_no_dates() -> None:
-    # pandas parses "today" and "now" as the moment of the import: a pledge would be silently
-    # dated at import time. They are rejected as invalid_date instead.
-    cells = pd.Series(["today", "now", "2020/04/24, 05:38"], dtype="str")
-
-    assert date_matches(cells).tolist() == [False, False, True]

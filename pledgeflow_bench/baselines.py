@@ -7,8 +7,8 @@
 - `load_naive_orm`: what a first attempt looks like. One row at a time through the ORM: look each
   object up, create or update it, flush, commit every 5,000 rows.
 
-Both read only the layout `pledgeflow.synthetic` writes, skip the rows the importer would reject,
-and fill the same five tables as the pipeline, so their row counts can be compared with its.
+Both read only the layout `pledgeflow_bench.exports` writes, skip the rows the importer would
+reject, and fill the same five tables as the pipeline, so their row counts can be compared.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.orm import Session
 
 from pledgeflow.staging import ensure_project
-from pledgeflow.synthetic import ADDONS, ITEMS
-from schemas.tables import Backer, CsvUpload, Inventory, Pledge, Product, Survey
+from pledgeflow_bench.exports import ADDONS, ITEMS
+from schemas.tables import Backer, CsvUpload, Inventory, Pledge, Product, ProductKind, Survey
 
 BLOCK_ROWS = 5000
 SURVEY_TEXT = (
@@ -253,22 +253,30 @@ WHERE t.quantity IS DISTINCT FROM excluded.quantity
 def _product_ids(
     conn: psycopg.Connection[Any], target: Target, block: list[Parsed]
 ) -> dict[str, int]:
-    """Upsert the block's reward tiers, add-ons and items; return product ids by name."""
-    products: dict[str, tuple[str, str | None, Decimal | None, str | None]] = {
-        r.reward[0]: ("reward", r.reward[1], r.reward[2], "USD") for r in block if r.reward
+    """Upsert the block's reward tiers, add-ons and items on (project_id, kind, product_key);
+    return product ids by name (an item named like an add-on is that add-on)."""
+    products: dict[str, tuple[str, str, str | None, Decimal | None, str | None]] = {
+        r.reward[0]: ("reward", r.reward[1] or r.reward[0], r.reward[1], r.reward[2], "USD")
+        for r in block
+        if r.reward
     }
     for addon_id, name, _ in ADDONS:
-        products.setdefault(name, ("addon", str(addon_id), None, None))
+        products.setdefault(name, ("addon", str(addon_id), str(addon_id), None, None))
     for name in ITEMS:
-        products.setdefault(name, ("item", None, None, None))
+        products.setdefault(name, ("item", name, None, None, None))
     with conn.cursor() as cursor:
         cursor.executemany(
-            "INSERT INTO product (project_id, name, kind, external_id, price, currency) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (project_id, name) DO NOTHING",
+            "INSERT INTO product (project_id, name, kind, product_key, external_id, price, "
+            "currency) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (project_id, kind, product_key) DO NOTHING",
             [(target.project_id, name, *spec) for name, spec in sorted(products.items())],
         )
-        cursor.execute("SELECT name, id FROM product WHERE project_id = %s", (target.project_id,))
-        return dict(cursor.fetchall())
+        cursor.execute(
+            "SELECT kind::text, product_key, id FROM product WHERE project_id = %s",
+            (target.project_id,),
+        )
+        ids = {(kind, key): id_ for kind, key, id_ in cursor.fetchall()}
+        return {name: ids[(spec[0], spec[1])] for name, spec in products.items()}
 
 
 def load_hand_tuned(dsn: str, path: Path, target: Target) -> int:
@@ -345,12 +353,18 @@ def load_naive_orm(engine: Engine, path: Path, target: Target, rows: int) -> int
     return written
 
 
-def _product(session: Session, project_id: int, name: str, kind: str, **values: Any) -> Product:
+def _product(
+    session: Session, project_id: int, name: str, kind: str, key: str, **values: Any
+) -> Product:
     product = session.scalar(
-        select(Product).where(Product.project_id == project_id, Product.name == name)
+        select(Product).where(
+            Product.project_id == project_id, Product.kind == kind, Product.product_key == key
+        )
     )
     if product is None:
-        product = Product(project_id=project_id, name=name, kind=kind, **values)
+        product = Product(
+            project_id=project_id, name=name, kind=ProductKind(kind), product_key=key, **values
+        )
         session.add(product)
         session.flush()
     return product
@@ -377,6 +391,7 @@ def _write_one(session: Session, target: Target, r: Parsed) -> None:
             target.project_id,
             r.reward[0],
             "reward",
+            r.reward[1] or r.reward[0],
             external_id=r.reward[1],
             price=r.reward[2],
             currency="USD",
@@ -410,10 +425,14 @@ def _write_one(session: Session, target: Target, r: Parsed) -> None:
     session.flush()
     owed: dict[int, int] = {}
     for (addon_id, name, _), quantity in zip(ADDONS, r.quantities, strict=False):
-        product = _product(session, target.project_id, name, "addon", external_id=str(addon_id))
+        product = _product(
+            session, target.project_id, name, "addon", str(addon_id), external_id=str(addon_id)
+        )
         owed[product.id] = max(owed.get(product.id, 0), quantity)
+    addons = {name: str(addon_id) for addon_id, name, _ in ADDONS}
     for name, quantity in zip(ITEMS, r.quantities[len(ADDONS) :], strict=True):
-        product = _product(session, target.project_id, name, "item")
+        kind, key = ("addon", addons[name]) if name in addons else ("item", name)
+        product = _product(session, target.project_id, name, kind, key)
         owed[product.id] = max(owed.get(product.id, 0), quantity)
     for product_id, quantity in owed.items():
         line = session.scalar(

@@ -1,14 +1,19 @@
 """`pledgeflow bench`: the import pipeline against two baselines, in one run, on one PostgreSQL.
 
 What one run does, in a database it creates and drops:
-1. writes a synthetic Kickstarter 2020+ export of N rows (`pledgeflow.synthetic`), streaming;
+1. writes a synthetic Kickstarter 2020+ export of N rows (`pledgeflow_bench.exports`), streaming;
 2. imports it through the full pipeline (`stage_file` + the `process-upload` flow) in a child
    process, so the peak RSS measured is the import's own, then imports the unchanged file again,
    first as configured (mapped rows come from the Redis row cache) and then with that cache off;
 3. loads the same file with the hand-tuned baseline and the first rows with the naive ORM
-   baseline (`pledgeflow.baselines`), into emptied tables;
+   baseline (`pledgeflow_bench.baselines`), into emptied tables, and twice (a first load and a
+   re-load) with dlt (`pledgeflow_bench.dlt_peer`) into a dataset of its own, each in a child
+   process;
 4. reports rows/s, ratios, the re-import speed-up, peak RSS and the share of the flow's wall time
    spent outside chunk work (Prefect orchestration), and writes them as JSON.
+
+Without Redis (`--no-redis`), the imports run as `pledgeflow import` does without one: no row
+cache, so one re-import.
 
 Without `PREFECT_API_URL`, the pipeline talks to a temporary Prefect server started for the run
 on the same PostgreSQL, with the task-run recorder batch settings production should use; with it,
@@ -29,7 +34,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,14 +45,20 @@ from alembic import command
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from pledgeflow.baselines import load_hand_tuned, load_naive_orm, prepare_target
-from pledgeflow.bench_workers import chunks_from_cache, measure_workers, stop_process
 from pledgeflow.migrations.runner import alembic_config
 from pledgeflow.results import redis_url_shown
-from pledgeflow.synthetic import write_kickstarter_export
+from pledgeflow_bench.baselines import load_hand_tuned, load_naive_orm, prepare_target
+from pledgeflow_bench.exports import write_kickstarter_export
+from pledgeflow_bench.workers import (
+    chunks_from_cache,
+    chunks_skipped,
+    measure_workers,
+    stop_process,
+)
 
 SHOP, PROJECT = "bench.example.com", "Benchmark Campaign"
 DATA_TABLES = ("backer", "product", "pledge", "survey", "inventory")
+DLT_DATASET = "dlt_peer"  # the PostgreSQL schema dlt loads into, beside pledgeflow's tables
 RECORDER_BATCH = 200  # prefect-notes section 10: 100-200 keeps run history minutes closer
 DEFAULT_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -64,7 +75,7 @@ class BenchConfig:
     naive_rows: int = 10_000
     server_url: str = DEFAULT_SERVER
     workers_rows: int = 0
-    redis_url: str = DEFAULT_REDIS
+    redis_url: str | None = DEFAULT_REDIS  # None: the imports run without Redis
 
 
 def _rate(rows: int, seconds: float) -> float:
@@ -146,7 +157,12 @@ def _free_port() -> int:
 
 @contextmanager
 def _prefect_api(
-    server_url: str, name: str, workdir: Path, *, reuse_configured: bool = True
+    server_url: str,
+    name: str,
+    workdir: Path,
+    *,
+    reuse_configured: bool = True,
+    server_env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """The Prefect API the pipeline reports to: PREFECT_API_URL if set (and `reuse_configured`),
     else a temporary server on PostgreSQL, started here and stopped (with its database dropped)
@@ -167,6 +183,7 @@ def _prefect_api(
             "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": str(RECORDER_BATCH),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",
+            **(server_env or {}),
         }
         log = (workdir / "prefect-server.log").open("wb")
         prefect = Path(sys.executable).with_name("prefect")
@@ -190,7 +207,7 @@ def _prefect_api(
             log.close()
 
 
-def _wait_healthy(api: str, server: subprocess.Popen[bytes], timeout: float = 180) -> None:
+def _wait_healthy(api: str, server: subprocess.Popen[bytes], timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -208,6 +225,14 @@ def _table_counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return {
             t: int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one())
+            for t in DATA_TABLES
+        }
+
+
+def _dlt_table_counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {
+            t: int(conn.execute(text(f"SELECT count(*) FROM {DLT_DATASET}.{t}")).scalar_one())
             for t in DATA_TABLES
         }
 
@@ -263,6 +288,7 @@ def measure_pipeline(path: Path, chunk_size: int) -> dict[str, Any]:
             )
         ]
         from_cache = chunks_from_cache(conn, upload_id)
+        skipped = chunks_skipped(conn, upload_id)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     flow_seconds = finished - staged
     busy = _union_seconds([(max(s, staged), min(e, finished)) for s, e in spans])
@@ -273,6 +299,7 @@ def measure_pipeline(path: Path, chunk_size: int) -> dict[str, Any]:
         "rejected_rows": result.rejected_rows,
         "chunks": result.total_chunks,
         "chunks_from_cache": from_cache,
+        "chunks_skipped": skipped,
         "seconds": round(finished - started, 3),
         "stage_seconds": round(staged - started, 3),
         "flow_seconds": round(flow_seconds, 3),
@@ -288,12 +315,19 @@ def measure_pipeline(path: Path, chunk_size: int) -> dict[str, Any]:
 
 def _child_env(config: BenchConfig, database_url: str, api_url: str) -> dict[str, str]:
     """The environment of a process importing into the bench database."""
+    redis = (
+        {
+            "PLEDGEFLOW_REDIS_URL": config.redis_url,
+            # The bench database's name: this run's keys, deleted at its end.
+            "PLEDGEFLOW_REDIS_KEY_PREFIX": make_url(database_url).database or "pledgeflow_bench",
+        }
+        if config.redis_url
+        else {}
+    )
     return {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "PLEDGEFLOW_REDIS_URL"},
+        **redis,
         "PLEDGEFLOW_DATABASE_URL": database_url,
-        "PLEDGEFLOW_REDIS_URL": config.redis_url,
-        # The bench database's name: this run's keys, deleted at its end.
-        "PLEDGEFLOW_REDIS_KEY_PREFIX": make_url(database_url).database or "pledgeflow_bench",
         "PLEDGEFLOW_CHUNK_SIZE": str(config.chunk_size),
         "PLEDGEFLOW_TASK_CONCURRENCY": str(config.task_concurrency),
         "PLEDGEFLOW_DB_POOL_SIZE": str(config.pool_size),
@@ -321,7 +355,7 @@ def _pipeline_in_child(
                 sys.executable,
                 "-P",
                 "-m",
-                "pledgeflow.bench",
+                "pledgeflow_bench.bench",
                 *map(str, (path, config.chunk_size, out)),
             ],
             env=env,
@@ -353,7 +387,7 @@ def run_bench(config: BenchConfig, workdir: Path | None = None) -> dict[str, Any
         "config": asdict(config)
         | {
             "server_url": make_url(config.server_url).render_as_string(hide_password=True),
-            "redis_url": redis_url_shown(config.redis_url),
+            "redis_url": redis_url_shown(config.redis_url) if config.redis_url else None,
         },
         "machine": {"cpus": os.cpu_count(), "load_at_start": _load()},
         "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -367,10 +401,12 @@ def run_bench(config: BenchConfig, workdir: Path | None = None) -> dict[str, Any
             "bytes": export.size_bytes,
             "bad_rows": export.bad_rows,
             "repeated_emails": export.repeated_emails,
+            "products": export.products,
+            "inventory_lines": export.inventory_lines,
             "generate_seconds": round(time.perf_counter() - began, 2),
         }
         with (
-            _redis_keys(config.redis_url, name),
+            _redis_keys(config.redis_url, name) if config.redis_url else nullcontext(),
             _database(config.server_url, name) as database_url,
             _prefect_api(config.server_url, f"{name}_prefect", work) as api_url,
         ):
@@ -385,7 +421,7 @@ def run_bench(config: BenchConfig, workdir: Path | None = None) -> dict[str, Any
             finally:
                 engine.dispose()
         if config.workers_rows:
-            with _redis_keys(config.redis_url, name):
+            with _redis_keys(config.redis_url, name) if config.redis_url else nullcontext():
                 figures["workers"] = _measure_workers(config, name, work)
         figures["machine"]["load_at_end"] = _load()
     finally:
@@ -428,17 +464,20 @@ def _measure_all(
     again = _pipeline_in_child(config, database_url, api_url, path, work, "pipeline-reimport")
     again["load"] = _load()
     again["all_unchanged"] = _all_unchanged(again["tables"])
-    uncached = _pipeline_in_child(
-        config,
-        database_url,
-        api_url,
-        path,
-        work,
-        "pipeline-reimport-uncached",
-        PLEDGEFLOW_ROW_CACHE_TTL_SECONDS="0",
-    )
-    uncached["load"] = _load()
-    uncached["all_unchanged"] = _all_unchanged(uncached["tables"])
+    pipeline = {"first": first, "reimport": again}
+    if config.redis_url:
+        uncached = _pipeline_in_child(
+            config,
+            database_url,
+            api_url,
+            path,
+            work,
+            "pipeline-reimport-uncached",
+            PLEDGEFLOW_ROW_CACHE_TTL_SECONDS="0",
+        )
+        uncached["load"] = _load()
+        uncached["all_unchanged"] = _all_unchanged(uncached["tables"])
+        pipeline["reimport_uncached"] = uncached
 
     dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     _empty(engine)
@@ -459,6 +498,12 @@ def _measure_all(
         if label == "first":
             hand[label]["table_rows"] = _table_counts(engine)
 
+    peer = {
+        label: _dlt_in_child(config, database_url, path, work, f"dlt-{label}")
+        for label in ("first", "reload")
+    }
+    peer["first"]["table_rows"] = _dlt_table_counts(engine)
+
     naive: dict[str, Any] = {"rows": min(config.naive_rows, config.rows)}
     if naive["rows"]:
         _empty(engine)
@@ -477,41 +522,99 @@ def _measure_all(
     pipeline_rate = first["rows_per_second"]
     ratios = {
         "pipeline_vs_hand_tuned": round(pipeline_rate / hand["first"]["rows_per_second"], 3),
+        "pipeline_vs_dlt": round(pipeline_rate / peer["first"]["rows_per_second"], 3),
+        "reimport_vs_dlt_reload": round(
+            again["rows_per_second"] / peer["reload"]["rows_per_second"], 3
+        ),
+        "hand_tuned_vs_dlt": round(
+            hand["first"]["rows_per_second"] / peer["first"]["rows_per_second"], 3
+        ),
         "reimport_speedup": round(first["seconds"] / again["seconds"], 3),
-        "reimport_uncached_speedup": round(first["seconds"] / uncached["seconds"], 3),
         "hand_tuned_reload_speedup": round(hand["first"]["seconds"] / hand["reload"]["seconds"], 3),
+        "dlt_reload_speedup": round(peer["first"]["seconds"] / peer["reload"]["seconds"], 3),
     }
+    if "reimport_uncached" in pipeline:
+        ratios["reimport_uncached_speedup"] = round(
+            first["seconds"] / pipeline["reimport_uncached"]["seconds"], 3
+        )
     if naive.get("rows_per_second"):
         ratios["pipeline_vs_naive_orm"] = round(pipeline_rate / naive["rows_per_second"], 1)
     return {
-        "pipeline": {"first": first, "reimport": again, "reimport_uncached": uncached},
+        "pipeline": pipeline,
         "hand_tuned": hand,
+        "dlt": peer,
         "naive_orm": naive,
         "ratios": ratios,
         "same_table_rows": first["table_rows"] == hand["first"]["table_rows"],
+        "dlt_same_table_rows": first["table_rows"] == peer["first"]["table_rows"],
     }
+
+
+def _dlt_in_child(
+    config: BenchConfig, database_url: str, path: Path, work: Path, label: str
+) -> dict[str, Any]:
+    """One dlt load of `path`, in a process of its own (its peak RSS and CPU are the load's)."""
+    out = work / f"{label}.json"
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    env = {**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false", "RUNTIME__LOG_LEVEL": "ERROR"}
+    busy: dict[str, Any] = {}
+    with (work / f"{label}.log").open("wb") as log, _machine_busy(busy):
+        done = subprocess.run(  # noqa: S603 - our own interpreter and module
+            [
+                *(sys.executable, "-P", "-m", "pledgeflow_bench.dlt_peer"),
+                *map(str, (path, dsn, DLT_DATASET, work, out, SHOP, PROJECT)),
+            ],
+            env=env,
+            cwd=work,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if done.returncode != 0 or not out.exists():
+        tail = (work / f"{label}.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"the {label} load failed ({done.returncode}):\n{tail}")
+    measured: dict[str, Any] = json.loads(out.read_text()) | busy
+    measured["rows_per_second"] = _rate(config.rows, measured["seconds"])
+    measured["load"] = _load()
+    return measured
 
 
 def report(figures: dict[str, Any]) -> list[str]:
     """The figures as lines for a terminal."""
     first, again = figures["pipeline"]["first"], figures["pipeline"]["reimport"]
-    uncached = figures["pipeline"]["reimport_uncached"]
+    uncached = figures["pipeline"].get("reimport_uncached")
     hand, naive, ratios = figures["hand_tuned"], figures["naive_orm"], figures["ratios"]
+    peer = figures["dlt"]
     file = figures["file"]
     lines = [
         f"{file['rows']:,} rows ({file['bytes'] / 1e6:.1f} MB, {file['bad_rows']} to reject), "
         f"chunk size {figures['config']['chunk_size']}, "
         f"{figures['config']['task_concurrency']} chunk tasks at once, "
         f"PostgreSQL {figures['machine'].get('postgres')}, {figures['machine']['cpus']} CPUs, "
-        f"load {figures['machine']['load_at_start']} -> {figures['machine'].get('load_at_end')}",
+        f"load {figures['machine']['load_at_start']} -> {figures['machine'].get('load_at_end')}, "
+        f"Redis: {'yes (row cache)' if figures['config']['redis_url'] else 'none'}",
         f"pipeline, first import   {first['rows_per_second']:>10,.0f} rows/s  "
         f"{first['seconds']:8.1f} s (stage {first['stage_seconds']:.1f} s, flow "
         f"{first['flow_seconds']:.1f} s, {first['chunks']} chunks)  {first['status']}",
         f"pipeline, re-import      {again['rows_per_second']:>10,.0f} rows/s  "
         f"{again['seconds']:8.1f} s  every row unchanged: {again['all_unchanged']}, "
-        f"{again['chunks_from_cache']} of {again['chunks']} chunks' rows from the row cache",
-        f"  same, row cache off    {uncached['rows_per_second']:>10,.0f} rows/s  "
-        f"{uncached['seconds']:8.1f} s  every row unchanged: {uncached['all_unchanged']}",
+        f"{again['chunks_from_cache']} of {again['chunks']} chunks' rows from the row cache, "
+        f"{again.get('chunks_skipped', 0)} skipped as unchanged",
+    ]
+    if uncached:
+        lines.append(
+            f"  same, row cache off    {uncached['rows_per_second']:>10,.0f} rows/s  "
+            f"{uncached['seconds']:8.1f} s  every row unchanged: {uncached['all_unchanged']}, "
+            f"{uncached.get('chunks_skipped', 0)} of {uncached['chunks']} chunks skipped as "
+            "unchanged"
+        )
+    lines += [
+        f"dlt, first load          {peer['first']['rows_per_second']:>10,.0f} rows/s  "
+        f"{peer['first']['seconds']:8.1f} s  (peak RSS {peer['first']['peak_rss_mb']:.0f} MB, "
+        f"CPU {peer['first']['cpu_seconds']:.1f} s, dlt {peer['first'].get('dlt_version')})",
+        f"dlt, re-load             {peer['reload']['rows_per_second']:>10,.0f} rows/s  "
+        f"{peer['reload']['seconds']:8.1f} s  (peak RSS {peer['reload']['peak_rss_mb']:.0f} MB, "
+        f"CPU {peer['reload']['cpu_seconds']:.1f} s)",
         f"hand-tuned, first load   {hand['first']['rows_per_second']:>10,.0f} rows/s  "
         f"{hand['first']['seconds']:8.1f} s",
         f"hand-tuned, reload       {hand['reload']['rows_per_second']:>10,.0f} rows/s  "
@@ -523,15 +626,23 @@ def report(figures: dict[str, Any]) -> list[str]:
             f"{naive['seconds']:8.1f} s  ({naive['extrapolated_seconds']:,.0f} s for all rows)"
         )
     lines += [
+        f"pipeline / dlt: {ratios['pipeline_vs_dlt']:.2f} first import, "
+        f"{ratios['reimport_vs_dlt_reload']:.2f} re-import against dlt's re-load   "
+        f"hand-tuned / dlt: {ratios['hand_tuned_vs_dlt']:.2f}",
         f"pipeline / hand-tuned: {ratios['pipeline_vs_hand_tuned']:.2f}"
         + (
             f"   pipeline / naive ORM: {ratios['pipeline_vs_naive_orm']:.0f}x"
             if "pipeline_vs_naive_orm" in ratios
             else ""
         ),
-        f"re-import speed-up: {ratios['reimport_speedup']:.2f}x, "
-        f"{ratios['reimport_uncached_speedup']:.2f}x with the row cache off   "
-        f"(hand-tuned reload: {ratios['hand_tuned_reload_speedup']:.2f}x)",
+        f"re-import speed-up: {ratios['reimport_speedup']:.2f}x"
+        + (
+            f", {ratios['reimport_uncached_speedup']:.2f}x with the row cache off"
+            if "reimport_uncached_speedup" in ratios
+            else ""
+        )
+        + f"   (hand-tuned reload: {ratios['hand_tuned_reload_speedup']:.2f}x, "
+        f"dlt re-load: {ratios['dlt_reload_speedup']:.2f}x)",
         f"import process: peak RSS {first['peak_rss_mb']:.0f} MB first, "
         f"{again['peak_rss_mb']:.0f} MB re-import; CPU {first['cpu_seconds']:.1f} s first, "
         f"{again['cpu_seconds']:.1f} s re-import",
@@ -543,13 +654,17 @@ def report(figures: dict[str, Any]) -> list[str]:
                 ("re-import", again),
                 ("hand-tuned first load", hand["first"]),
                 ("hand-tuned reload", hand["reload"]),
+                ("dlt first load", peer["first"]),
+                ("dlt re-load", peer["reload"]),
             )
             if "machine_busy" in run
         ),
         f"Prefect orchestration: {first['orchestration_share']:.1%} of the flow's wall time "
         f"({first['flow_seconds'] - first['chunk_work_seconds']:.1f} s of "
         f"{first['flow_seconds']:.1f} s outside chunk work)",
-        f"same rows per table as the hand-tuned load: {figures['same_table_rows']}",
+        f"same rows per table as the hand-tuned load: {figures['same_table_rows']}, "
+        f"as dlt's: {figures['dlt_same_table_rows']}",
+        _owed_line(file, first.get("table_rows") or {}),
     ]
     workers = figures.get("workers")
     if workers:
@@ -562,23 +677,39 @@ def report(figures: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _owed_line(file: dict[str, Any], tables: dict[str, int]) -> str:
+    """Products and inventory lines stored against what the synthetic file holds."""
+    stored = (tables.get("product"), tables.get("inventory"))
+    expected = (file.get("products"), file.get("inventory_lines"))
+    return (
+        f"products {stored[0]} of the file's {expected[0]}, inventory lines {stored[1]} of "
+        f"{expected[1]}: {'all stored' if stored == expected else 'MISSING SOME'}"
+    )
+
+
 def side_by_side(runs: list[dict[str, Any]]) -> list[str]:
     """One line per size, smallest first: how throughput and its costs grow with the file."""
     lines = [
         f"{'rows':>10} {'pipeline/s':>11} {'hand-tuned/s':>13} {'ratio':>6} {'x naive':>8} "
-        f"{'re-import':>10} {'uncached':>9} {'peak RSS':>9} {'Prefect':>8}"
+        f"{'re-import':>10} {'uncached':>9} {'peak RSS':>9} {'Prefect':>8} {'dlt/s':>8} "
+        f"{'x dlt':>6}"
     ]
     for figures in sorted(runs, key=lambda f: int(f["file"]["rows"])):
         first = figures["pipeline"]["first"]
         ratios = figures["ratios"]
         naive = ratios.get("pipeline_vs_naive_orm")
+        uncached = ratios.get("reimport_uncached_speedup")
+        peer = figures.get("dlt", {}).get("first", {}).get("rows_per_second")
+        vs_dlt = ratios.get("pipeline_vs_dlt")
         lines.append(
             f"{figures['file']['rows']:>10,} {first['rows_per_second']:>11,.0f} "
             f"{figures['hand_tuned']['first']['rows_per_second']:>13,.0f} "
             f"{ratios['pipeline_vs_hand_tuned']:>6.2f} "
             f"{(f'{naive:.0f}x' if naive else '-'):>8} {ratios['reimport_speedup']:>9.2f}x "
-            f"{ratios['reimport_uncached_speedup']:>8.2f}x "
-            f"{first['peak_rss_mb']:>6.0f} MB {first['orchestration_share']:>8.1%}"
+            f"{(f'{uncached:.2f}x' if uncached else '-'):>9} "
+            f"{first['peak_rss_mb']:>6.0f} MB {first['orchestration_share']:>8.1%} "
+            f"{(f'{peer:,.0f}' if peer else '-'):>8} "
+            f"{(f'{vs_dlt:.2f}' if vs_dlt else '-'):>6}"
         )
     return lines
 

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Connection, Engine, func, select, text
 
-from pledgeflow.synthetic import write_kickstarter_export
+from pledgeflow_bench.exports import write_kickstarter_export
 from schemas.tables import CsvUploadChunk
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: prefect.yaml and flows/
@@ -84,6 +84,15 @@ def chunks_from_cache(conn: Connection, upload_id: int | None = None) -> int:
     return int(conn.execute(query).scalar_one())
 
 
+def chunks_skipped(conn: Connection, upload_id: int) -> int:
+    """How many chunks of an upload completed as unchanged, without writing (`chunk_skip`)."""
+    query = select(func.count()).where(
+        CsvUploadChunk.upload_id == upload_id,
+        CsvUploadChunk.stats["unchanged_since"].isnot(None),
+    )
+    return int(conn.execute(query).scalar_one())
+
+
 def _run(args: list[str], env: dict[str, str], cwd: Path, timeout: float, what: str) -> str:
     """Run a child process to completion; its standard output, or an error naming `what`."""
     done = subprocess.run(  # noqa: S603 - our own interpreter and its scripts
@@ -102,7 +111,7 @@ def _prefect(args: list[str], env: dict[str, str], cwd: Path) -> None:
 def _stage(path: Path, shop: str, env: dict[str, str], chunk_size: int) -> int:
     """Stage a file as the web app would, in a child process that uses the bench database."""
     out = _run(
-        [sys.executable, "-P", "-m", "pledgeflow.bench_workers", str(path), shop, str(chunk_size)],
+        [sys.executable, "-P", "-m", "pledgeflow_bench.workers", str(path), shop, str(chunk_size)],
         env,
         path.parent,
         1800,
@@ -242,7 +251,9 @@ def measure_workers(
             for n, path in enumerate(files, 1)
         ]
         with _workers(count, run_env, api, work):
-            measured = _run_uploads(api, upload_ids, timeout=60 + rows * len(files) / 500)
+            # A flow-run process takes tens of seconds to start on a busy machine: a generous
+            # floor, then 100 rows a second at worst.
+            measured = _run_uploads(api, upload_ids, timeout=300 + rows * len(files) / 100)
         measured["tables"] = content_digests(engine)
         with engine.connect() as conn:
             measured["chunks_from_cache"] = chunks_from_cache(conn)

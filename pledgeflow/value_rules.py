@@ -1,0 +1,387 @@
+"""Value rules of the canonical fields, applied on columns: cells as the platform meant them.
+
+- Excel's text-forcing (`="00971"`, also quoted once more as CSV would quote it) is unwrapped in
+  every cell; a cell a spreadsheet already turned into scientific notation (`1.23457E+11`) cannot be
+  recovered and is only counted, per column.
+- Mojibake is repaired with ftfy's encoding fixer, which leaves any text its own detector
+  (`ftfy.badness.is_bad`) does not flag exactly as it is.
+- Countries become ISO 3166-1 alpha-2 codes (`pledgeflow.countries`, pycountry); phones E.164
+  (phonenumbers, the row's country as region); emails are checked and normalised by
+  email-validator, without DNS.
+
+Each rule works on the distinct values of a column (or on the few rows a cheap test flags),
+never cell by cell over every row, and counts what it changed in `ValueWarnings`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+from typing import Any
+
+import email_validator
+import ftfy
+import numpy as np
+import pandas as pd
+import phonenumbers
+from ftfy.badness import is_bad
+from phonenumbers.phonemetadata import PhoneMetadata
+
+from pledgeflow.countries import country_code
+
+# Only the encoding fixer: no HTML unescaping, quote uncurling, width or Unicode normalisation,
+# nothing that would touch text that is not mojibake; no U+FFFD put in for lost bytes.
+FTFY_CONFIG = ftfy.TextFixerConfig(
+    unescape_html=False,
+    remove_terminal_escapes=False,
+    replace_lossy_sequences=False,
+    fix_latin_ligatures=False,
+    fix_character_width=False,
+    uncurl_quotes=False,
+    fix_line_breaks=False,
+    fix_surrogates=False,
+    remove_control_chars=False,
+    normalization=None,
+    explain=False,
+)
+EXCEL_TEXT = re.compile(r'="(.*)"|"=""(.*)"""', re.DOTALL)
+SCIENTIFIC = re.compile(r"[+-]?\d(?:[.,]\d+)?[eE]\+\d{1,3}")
+# Addresses in this plain shape are ones email-validator accepts and leaves as they are (a
+# property test holds it to that); every other address goes through the library.
+_ATOM = r"[a-z0-9_%+\-\u00df-\u00f6\u00f8-\u00ff]+"
+_LABEL = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+_SPECIAL_TLDS = "|".join(sorted(email_validator.SPECIAL_USE_DOMAIN_NAMES))
+PLAIN_EMAIL = re.compile(
+    rf"(?=.{{6,128}}$)(?=[^@]{{1,32}}@){_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+"
+    rf"(?!(?:{_SPECIAL_TLDS})$)[a-z]{{2,24}}"
+)
+
+WARNING_MESSAGES = {
+    "excel_text_unwrapped": 'cells unwrapped from Excel\'s text-forcing (="...")',
+    "scientific_notation": "cells a spreadsheet turned into scientific notation (e.g. "
+    "1.23457E+11), kept as given: the digits are lost; re-export the file without opening it "
+    "in a spreadsheet",
+    "mojibake_repaired": "cells whose mis-decoded text (e.g. GrivegnÃ©e) was repaired",
+    "country_code_from_name": "rows whose ISO country code was derived from the country name",
+    "unknown_country": "rows whose country matches no ISO 3166-1 country: kept as given, "
+    "without a code",
+    "phone_e164": "phone numbers rewritten in E.164 form",
+    "phone_not_parsed": "phone numbers that do not parse as a valid number of their country: "
+    "kept as typed",
+    "decoded_as": "the file is not UTF-8 or UTF-16: it was decoded with the encoding detected",
+    "items_block_answers": "columns among the item quantities whose cells are not all whole "
+    "numbers >= 0: kept as survey answers, not items",
+}
+MAX_LISTED = 20  # distinct values a warning lists
+# What UTF-8 read as Windows-1252 or Latin-1 looks like: a lead byte's character (Â-ô) before a
+# continuation byte's (U+0080-U+00BF, or Windows-1252's characters for 0x80-0x9F), or before a
+# space that was a no-break space. Only a row holding one is shown to ftfy's detector, whose
+# regular expression costs ~100 µs on a whole row: this one costs ~1 µs.
+MOJIBAKE_HINT = re.compile(
+    "[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192"
+    "\u02c6\u02dc\u2013\u2014\u2018-\u201a\u201c-\u201e\u2020-\u2022\u2026\u2030"
+    "\u2039\u203a\u20ac\u2122]|[\u00c2\u00c3] "
+)
+
+# MOJIBAKE_HINT on the UTF-8 bytes of the text: each character of it as its encoding (the first
+# one C3 82-B4, the second a C2 or Windows-1252 character's sequence, or a space). UTF-8 never
+# puts C3 inside a character, so a match here is a match of MOJIBAKE_HINT there and back.
+MOJIBAKE_HINT_UTF8 = re.compile(
+    rb"\xc3[\x82-\xb4](?:\xc2[\x80-\xbf]|\xc5[\x92\x93\xa0\xa1\xb8\xbd\xbe]|\xc6\x92"
+    rb"|\xcb[\x86\x9c]|\xe2\x80[\x93\x94\x98-\x9a\x9c-\x9e\xa0-\xa2\xa6\xb0\xb9\xba]"
+    rb"|\xe2\x82\xac|\xe2\x84\xa2)|\xc3[\x82\x83] "
+)
+# What a wrapped or scientific cell holds: `=`, or `E+` / `e+`, as byte values.
+EQUALS, PLUS, EXPONENTS = ord("="), ord("+"), np.array([ord("E"), ord("e")], dtype=np.uint8)
+
+
+@dataclass
+class ValueWarnings:
+    """Counts of what the value rules changed or could not, one kind per code."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    columns: dict[str, Counter[str]] = field(default_factory=dict)
+    values: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, code: str, count: int, column: str | None = None) -> None:
+        """Count `count` cells (of `column`, when the kind names columns) under `code`."""
+        if count <= 0:
+            return
+        self.counts[code] += count
+        if column is not None:
+            self.columns.setdefault(code, Counter())[column] += count
+
+    def note_values(self, code: str, values: Iterable[str]) -> None:
+        """Remember distinct values of a kind (up to MAX_LISTED)."""
+        listed = self.values.setdefault(code, [])
+        for value in values:
+            if value not in listed and len(listed) < MAX_LISTED:
+                listed.append(value)
+
+    def as_list(self) -> list[dict[str, Any]]:
+        """One entry per kind: code, count, message, and the columns or values it concerns."""
+        return [
+            {
+                "code": code,
+                "count": count,
+                "message": WARNING_MESSAGES[code],
+                **({"columns": dict(self.columns[code])} if code in self.columns else {}),
+                **({"values": list(self.values[code])} if code in self.values else {}),
+            }
+            for code, count in sorted(self.counts.items())
+        ]
+
+
+def merge_warnings(entries: Iterable[Iterable[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Sum the warning lists of several chunks into one entry per kind."""
+    total = ValueWarnings()
+    for listing in entries:
+        for entry in listing or ():
+            code = str(entry.get("code"))
+            if code not in WARNING_MESSAGES:
+                continue
+            columns = entry.get("columns") or {}
+            if columns:
+                for column, count in columns.items():
+                    total.add(code, int(count), str(column))
+            else:
+                total.add(code, int(entry.get("count") or 0))
+            total.note_values(code, entry.get("values") or [])
+    return total.as_list()
+
+
+def needs_cell_rules(joined: str) -> bool:
+    """Whether a row (its cells joined) may hold a wrapped, scientific or mis-decoded cell.
+
+    Cheap enough for every row: plain ASCII rows without `=` or `E+` never do; others are
+    shown to ftfy's detector when MOJIBAKE_HINT finds the shape of UTF-8 mis-decoded, and that
+    detector finds no mojibake in a cell that it does not find in the whole row."""
+    if "=" in joined or "E+" in joined or "e+" in joined:
+        return True
+    return not joined.isascii() and MOJIBAKE_HINT.search(joined) is not None and is_bad(joined)
+
+
+def rows_needing_cell_rules(joined: Sequence[str]) -> list[int]:
+    """The positions of the rows (each its cells joined) that `needs_cell_rules` flags.
+
+    Found in a few scans of the chunk's text at once, as UTF-8 bytes: a search for each mark
+    and for MOJIBAKE_HINT_UTF8, which finds nothing in most chunks; only a row a hint falls in
+    is shown to ftfy's detector. Rows are put together with NUL between them (a row holding
+    NUL is never kept, and none of the marks holds it); should one hold NUL, each row is
+    tested on its own."""
+    if not joined:
+        return []
+    data = "\x00".join(joined).encode("utf-8", "surrogatepass")
+    codes = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(codes == 0)
+    if len(ends) != len(joined) - 1:
+        return [row for row, text in enumerate(joined) if needs_cell_rules(text)]
+    # `=`, and `E+` or `e+` found from their `+` (memchr-fast searches for a two-byte mark
+    # whose first byte is a common letter are not).
+    marked = np.flatnonzero(codes == EQUALS) if b"=" in data else np.empty(0, np.int64)
+    if b"+" in data:
+        plus = np.flatnonzero(codes[1:] == PLUS)
+        marked = np.concatenate([marked, plus[np.isin(codes[plus], EXPONENTS)]])
+    hinted = [found.start() for found in MOJIBAKE_HINT_UTF8.finditer(data)]
+    if not len(marked) and not hinted:
+        return []
+    flagged = set(np.searchsorted(ends, marked).tolist())
+    flagged.update(
+        row for row in set(np.searchsorted(ends, hinted).tolist()) - flagged if is_bad(joined[row])
+    )
+    return sorted(flagged)
+
+
+def clean_cells(raw: pd.DataFrame, flagged: list[Any], headers: Iterable[str]) -> ValueWarnings:
+    """Unwrap Excel's text-forcing, count scientific notation and repair mojibake in place,
+    in the rows `flagged` (labels of `raw`) only."""
+    warnings = ValueWarnings()
+    if not flagged:
+        return warnings
+    labels = [" ".join(h.replace("\ufeff", "").split()) for h in headers]
+    part = raw.loc[flagged]
+    for column in part.columns:
+        cells = part[column]
+        fixed: dict[str, str] = {}
+        for cell, count in cells.value_counts().items():
+            unwrapped = _unwrapped(str(cell))
+            value = unwrapped
+            if not value.isascii() and is_bad(value):
+                value = ftfy.fix_encoding(value, FTFY_CONFIG)
+            if unwrapped != cell:
+                warnings.add("excel_text_unwrapped", int(count))
+            if value != unwrapped:
+                warnings.add("mojibake_repaired", int(count))
+            if SCIENTIFIC.fullmatch(value.strip()):
+                warnings.add("scientific_notation", int(count), labels[int(column)])
+            if value != cell:
+                fixed[str(cell)] = value
+        if fixed:
+            raw.loc[flagged, column] = cells.map(fixed).fillna(cells)
+    return warnings
+
+
+@lru_cache(maxsize=1024)
+def _unwrapped(cell: str) -> str:
+    match = EXCEL_TEXT.fullmatch(cell.strip())
+    if match is None:
+        return cell
+    if match.group(1) is not None:
+        return match.group(1).replace('""', '"')
+    return match.group(2).replace('""""', '"')
+
+
+def apply_countries(text: dict[str, pd.Series], warnings: ValueWarnings) -> None:
+    """Alpha-2 codes in `shipping_country_code` and `country`, in place.
+
+    The survey's code comes from its code column (a code, or a name put there), else from its
+    name column; the backer's from its own column, else the survey's. A value matching no
+    country keeps no code: it stays as given (an unknown code moves to the name column when
+    that is blank, and an unknown backer country stays in `country`).
+
+    One factorize of the three columns together finds their distinct values; each is looked
+    up once, and the rest is numpy over the rows."""
+    parts = (text["shipping_country_code"], text["shipping_country_name"], text["country"])
+    cells = [part.to_numpy(dtype=object) for part in parts]
+    rows = len(cells[0])
+    codes, uniques = pd.factorize(np.concatenate(cells))
+    if not len(uniques):
+        return
+    # Index -1 (a missing cell) takes the last entry: no code.
+    alpha = np.array([*(country_code(str(value)) for value in uniques), None], dtype=object)
+    found = alpha[codes].reshape(3, rows)
+    known = found != None  # noqa: E711 - elementwise on an object array
+    present = (codes >= 0).reshape(3, rows)
+    unknown = present & ~known
+    code, name, own = cells
+    warnings.add("country_code_from_name", int((~known[0] & known[1]).sum()))
+    warnings.add("unknown_country", int(unknown.any(axis=0).sum()))
+    warnings.note_values(
+        "unknown_country", sorted({str(v) for v in uniques[np.unique(codes[unknown.ravel()])]})
+    )
+    shipping = np.where(known[0], found[0], found[1])
+    resolved = np.where(known[2], found[2], shipping)
+    index = parts[0].index
+    text["shipping_country_code"] = pd.Series(shipping, index=index, dtype="str")
+    text["shipping_country_name"] = pd.Series(
+        np.where(present[1] | known[0], name, code), index=index, dtype="str"
+    )
+    text["country"] = pd.Series(
+        np.where(resolved != None, resolved, own),  # noqa: E711 - elementwise
+        index=index,
+        dtype="str",
+    )
+
+
+@lru_cache(maxsize=65_536)
+def e164(typed: str, region: str | None) -> str | None:
+    """The number in E.164, or None when it does not parse as a valid number (or has an
+    extension, which E.164 cannot hold)."""
+    try:
+        number = phonenumbers.parse(typed, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if number.extension:
+        return None
+    lengths = _possible_lengths(number.country_code)
+    national = phonenumbers.national_significant_number(number)
+    if lengths is not None and len(national) not in lengths:
+        return None  # what is_valid_number finds last, after a pattern search per region
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@cache
+def _possible_lengths(country_code: int) -> frozenset[int] | None:
+    """The national number lengths some region of a calling code can hold (None: any).
+
+    phonenumbers' validity check tests a number's length against its region's general
+    description before anything else, so a length no region of the code has is invalid in all
+    of them; a test holds `e164` to the library's own verdict."""
+    lengths: set[int] = set()
+    for region in phonenumbers.region_codes_for_country_code(country_code):
+        metadata = PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+        if metadata is None or metadata.general_desc is None:
+            continue
+        possible = metadata.general_desc.possible_length
+        if not possible:
+            return None
+        lengths.update(possible)
+    return frozenset(lengths)
+
+
+def phones(typed: pd.Series, regions: pd.Series, warnings: ValueWarnings) -> pd.Series:
+    """Phones in E.164 where they parse with the row's country as region, else as typed.
+
+    Each distinct (number, region) pair is parsed once, and a number in international form
+    once whatever the region (it parses alike in every region); factorize finds the pairs in
+    C, and one take spreads the results back over the rows."""
+    numbers, distinct_numbers = pd.factorize(typed.to_numpy(dtype=object))
+    if not len(distinct_numbers):
+        return typed
+    if not regions.index.equals(typed.index):
+        regions = regions.reindex(typed.index)
+    places, distinct_places = pd.factorize(regions.to_numpy(dtype=object))
+    present = numbers >= 0
+    international = np.array(
+        [str(number).lstrip().startswith("+") for number in distinct_numbers], dtype=bool
+    )
+    # A pair as one integer: the number's code, and its region's code + 1 (0: no region).
+    width = len(distinct_places) + 1
+    place = np.where(international[numbers[present]], 0, places[present] + 1)
+    pairs, distinct_pairs = pd.factorize(numbers[present].astype("int64") * width + place)
+    formatted = np.empty(len(distinct_pairs), dtype=object)
+    failed = np.zeros(len(distinct_pairs), dtype=bool)
+    rewritten = np.zeros(len(distinct_pairs), dtype=bool)
+    for position, pair in enumerate(distinct_pairs.tolist()):
+        number = str(distinct_numbers[pair // width])
+        region = pair % width
+        parsed = e164(number, str(distinct_places[region - 1]) if region else None)
+        formatted[position] = number if parsed is None else parsed
+        failed[position] = parsed is None
+        rewritten[position] = parsed is not None and parsed != number
+    rows_per_pair = np.bincount(pairs, minlength=len(distinct_pairs))
+    warnings.add("phone_not_parsed", int(rows_per_pair[failed].sum()))
+    warnings.add("phone_e164", int(rows_per_pair[rewritten].sum()))
+    result = typed.to_numpy(dtype=object).copy()
+    result[present] = formatted[pairs]
+    return pd.Series(result, index=typed.index, dtype="str")
+
+
+def check_emails(cells: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(normalised, lower-cased email, email-validator's reason it is refused) per cell.
+
+    Blank cells get neither (they are `missing_email`); addresses in the plain shape of
+    PLAIN_EMAIL are ones the library accepts as they are, so only the others are asked."""
+    email = cells.str.strip().str.lower()
+    # Blank or plain, in one pass over the cells (`.str.fullmatch` takes a slower path for a
+    # pattern with lookaheads); a missing cell is neither.
+    fullmatch = PLAIN_EMAIL.fullmatch
+    settled = np.fromiter(
+        (
+            isinstance(e, str) and (not e or fullmatch(e) is not None)
+            for e in email.to_numpy(object)
+        ),
+        dtype=bool,
+        count=len(email),
+    )
+    others = cells[~settled].str.strip()
+    verdicts = {cell: _email_verdict(cell) for cell in others.unique()}
+    normalised = email.copy()
+    reasons = pd.Series(None, index=cells.index, dtype=object)
+    if len(others):
+        normalised[others.index] = others.map(lambda c: verdicts[c][0])
+        reasons[others.index] = others.map(lambda c: verdicts[c][1])
+    return normalised, reasons
+
+
+def _email_verdict(cell: str) -> tuple[str, str | None]:
+    try:
+        valid = email_validator.validate_email(cell, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        return cell.lower(), str(exc)
+    return valid.normalized.lower(), None

@@ -1,0 +1,110 @@
+"""The served webhook keeps its Prefect clients and reads its deployment once, so a burst of
+deliveries costs the busy Prefect server one flow-run creation each, not a client, a CSRF
+token and a deployment lookup each (tests/test_deployments_e2e.py delivers concurrently
+through a CSRF-protected server)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from fastapi.testclient import TestClient
+from prefect.client.orchestration import PrefectClient
+from prefect.deployments.runner import RunnerDeployment
+from sqlalchemy.engine import Engine
+
+from deployments import webhook
+from deployments.webhook import create_app, sign
+from flows.process_upload import process_upload
+from pledgeflow.settings import get_settings
+from pledgeflow.staging import stage_file
+from pledgeflow_bench.exports import backers, render
+from tests.helpers import write_file
+
+SECRET = "client-" + uuid.uuid4().hex
+
+
+@pytest.fixture
+def served(prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    """The webhook app with its lifespan running, as `pledgeflow webhook` serves it."""
+    cast(RunnerDeployment, process_upload.to_deployment(name="process-upload")).apply()
+    monkeypatch.setenv("PLEDGEFLOW_WEBHOOK_SECRET", SECRET)
+    get_settings.cache_clear()
+    webhook._deployments.clear()
+    with TestClient(create_app()) as client:
+        yield client
+    get_settings.cache_clear()
+
+
+def _deliver(client: TestClient, upload_id: int) -> Any:
+    body = json.dumps({"upload_id": upload_id}).encode()
+    stamp = str(int(time.time()))
+    return client.post(
+        "/webhooks/uploads",
+        content=body,
+        headers={
+            "X-Pledgeflow-Timestamp": stamp,
+            "X-Pledgeflow-Signature": sign(SECRET, stamp, body),
+        },
+    )
+
+
+def test_deliveries_one_after_another_reuse_one_client_and_one_deployment_lookup(
+    db: Engine, tmp_path: Path, served: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"clients": 0, "deployment reads": 0}
+    enter, read = PrefectClient.__aenter__, PrefectClient.read_deployment_by_name
+
+    async def counted_enter(self: PrefectClient) -> PrefectClient:
+        calls["clients"] += 1
+        return await enter(self)
+
+    async def counted_read(self: PrefectClient, name: str, **kw: Any) -> Any:
+        calls["deployment reads"] += 1
+        return await read(self, name, **kw)
+
+    monkeypatch.setattr(PrefectClient, "__aenter__", counted_enter)
+    monkeypatch.setattr(PrefectClient, "read_deployment_by_name", counted_read)
+    uploads = [
+        stage_file(
+            write_file(tmp_path, f"{n}.csv", render("2020", backers(2))),
+            shop=f"client-{n}.example.com",
+            project="Client",
+        )
+        for n in range(3)
+    ]
+
+    answers = [_deliver(served, u) for u in [*uploads, uploads[0]]]
+
+    assert [a.status_code for a in answers] == [202] * 4, answers[-1].text
+    runs = [a.json()["flow_run_id"] for a in answers]
+    assert len(set(runs[:3])) == 3 and runs[3] == runs[0]  # the redelivery: the same run
+    assert calls == {"clients": 1, "deployment reads": 1}
+
+
+def test_a_deployment_recreated_under_a_new_id_is_read_again(
+    db: Engine, tmp_path: Path, served: TestClient
+) -> None:
+    first = stage_file(
+        write_file(tmp_path, "a.csv", render("2020", backers(2))),
+        shop="again.example.com",
+        project="A",
+    )
+    assert _deliver(served, first).status_code == 202
+    # The cached id now names no deployment (as after a delete and a new deploy).
+    for key, (_, _, pool) in list(webhook._deployments.items()):
+        webhook._deployments[key] = (time.monotonic(), uuid.uuid4(), pool)
+    second = stage_file(
+        write_file(tmp_path, "b.csv", render("2020", backers(2))),
+        shop="again.example.com",
+        project="B",
+    )
+
+    answer = _deliver(served, second)
+
+    assert answer.status_code == 202, answer.text

@@ -1,0 +1,124 @@
+"""Rotating the webhook's secret: the current and the previous key are both accepted."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import cast
+
+import pytest
+from fastapi.testclient import TestClient
+from prefect.deployments.runner import RunnerDeployment
+from sqlalchemy.engine import Engine
+
+from deployments.webhook import create_app, sign, signature_ok
+from flows.process_upload import process_upload
+from pledgeflow.settings import get_settings
+from pledgeflow.staging import stage_file
+from pledgeflow_bench.exports import backers, render
+from tests.helpers import write_file
+
+OLD = "old-" + uuid.uuid4().hex
+NEW = "new-" + uuid.uuid4().hex
+OTHER = "other-" + uuid.uuid4().hex
+
+
+def test_a_signature_made_with_either_key_passes_and_any_other_fails() -> None:
+    stamp, body = str(int(time.time())), b'{"upload_id": 1}'
+
+    assert signature_ok([NEW, OLD], stamp, sign(NEW, stamp, body), body)
+    assert signature_ok([NEW, OLD], stamp, sign(OLD, stamp, body), body)
+    assert not signature_ok([NEW, OLD], stamp, sign(OTHER, stamp, body), body)
+    assert not signature_ok([NEW], stamp, sign(OLD, stamp, body), body)
+    assert not signature_ok([NEW, OLD], stamp, sign(NEW, stamp, body + b" "), body)
+    assert not signature_ok([], stamp, sign(NEW, stamp, body), body)
+
+
+def test_settings_list_the_current_key_first_and_ignore_an_empty_previous_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PLEDGEFLOW_WEBHOOK_SECRET", NEW)
+    monkeypatch.setenv("PLEDGEFLOW_WEBHOOK_PREVIOUS_SECRET", OLD)
+    get_settings.cache_clear()
+    try:
+        assert get_settings().webhook_secrets == [NEW, OLD]
+        assert OLD not in repr(get_settings()) and NEW not in repr(get_settings())
+        monkeypatch.setenv("PLEDGEFLOW_WEBHOOK_PREVIOUS_SECRET", "")
+        get_settings.cache_clear()
+        assert get_settings().webhook_secrets == [NEW]
+    finally:
+        get_settings.cache_clear()
+
+
+@pytest.fixture
+def webhook_for(
+    prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., TestClient]]:
+    """Build the webhook as it starts with the given current and previous keys."""
+    cast(RunnerDeployment, process_upload.to_deployment(name="process-upload")).apply()
+
+    def build(current: str, previous: str | None = None) -> TestClient:
+        monkeypatch.setenv("PLEDGEFLOW_WEBHOOK_SECRET", current)
+        if previous is None:
+            monkeypatch.delenv("PLEDGEFLOW_WEBHOOK_PREVIOUS_SECRET", raising=False)
+        else:
+            monkeypatch.setenv("PLEDGEFLOW_WEBHOOK_PREVIOUS_SECRET", previous)
+        get_settings.cache_clear()
+        return TestClient(create_app())
+
+    yield build
+    get_settings.cache_clear()
+
+
+def test_rotating_the_key_as_the_readme_says_fails_no_delivery(
+    db: Engine, tmp_path: Path, webhook_for: Callable[..., TestClient]
+) -> None:
+    def deliver(client: TestClient, key: str) -> tuple[int, str]:
+        # One upload per delivery, each of its own shop: every accepted one is a new run.
+        shop = f"rotate-{uuid.uuid4().hex[:8]}.example.com"
+        upload_id = stage_file(
+            write_file(tmp_path, f"{shop}.csv", render("2020", backers(2))),
+            shop=shop,
+            project="Rotate",
+        )
+        body = json.dumps({"upload_id": upload_id}).encode()
+        stamp = str(int(time.time()))
+        answer = client.post(
+            "/webhooks/uploads",
+            content=body,
+            headers={
+                "X-Pledgeflow-Timestamp": stamp,
+                "X-Pledgeflow-Signature": sign(key, stamp, body),
+            },
+        )
+        return answer.status_code, answer.text
+
+    before = webhook_for(OLD)  # the web app signs with OLD
+    during = webhook_for(NEW, OLD)  # step 1: the webhook takes NEW, keeps OLD
+    after = webhook_for(NEW)  # step 3: the web app signs with NEW; OLD is dropped
+    answers = {
+        "before, old key": deliver(before, OLD),
+        "before, new key": deliver(before, NEW),
+        "during, old key": deliver(during, OLD),
+        "during, new key": deliver(during, NEW),
+        "during, other key": deliver(during, OTHER),
+        "after, old key": deliver(after, OLD),
+        "after, new key": deliver(after, NEW),
+    }
+
+    assert {k: status for k, (status, _) in answers.items()} == {
+        "before, old key": 202,
+        "before, new key": 401,
+        "during, old key": 202,
+        "during, new key": 202,
+        "during, other key": 401,
+        "after, old key": 401,
+        "after, new key": 202,
+    }
+    accepted = {json.loads(text)["flow_run_id"] for code, text in answers.values() if code == 202}
+    assert len(accepted) == 4
+    texts = "".join(text for _, text in answers.values())
+    assert OLD not in texts and NEW not in texts
