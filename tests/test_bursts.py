@@ -22,7 +22,7 @@ from tests.conftest import ADMIN_URL, REDIS_URL, RUN_ID, use_database
 from tests.helpers import run_plain
 from tests.services import BIN, OwnPostgres, free_port, process, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 MAX_CONNECTIONS = 40
 RESERVE = 16  # what the web app and headroom would keep; the plan gives 5 upload runs

@@ -23,7 +23,12 @@ from tests.conftest import DATA_TABLES, use_database
 from tests.helpers import checksums, import_path, slow_pledge_statements
 from tests.services import OwnPostgres
 
-pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]
+# Its own PostgreSQL, two imports, and maybe the Prefect harness are charged to this one test.
+pytestmark = [
+    pytest.mark.usefixtures("prefect_harness"),
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+]
 
 MAX_CONNECTIONS = 12
 HOLD_SECONDS = 5.0

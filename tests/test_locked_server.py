@@ -22,7 +22,7 @@ from tests.services import BIN, ROOT, free_port
 from tests.stack import AUTH_PASSWORD, AUTH_STRING, AUTH_USER, IMPORT_ROLE, SECRETS, Stack
 
 # The first test to use the stack also pays for starting it (about 40 s on a quiet machine).
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 PROTECTED = [
     "/version",
     "/csrf-token?client=someone",

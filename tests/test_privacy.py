@@ -15,7 +15,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
 from prefect.deployments.runner import RunnerDeployment
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 from sqlalchemy.engine import Engine, make_url
@@ -51,12 +56,15 @@ def password_url(db: object, pg_url: str) -> Iterator[str]:
 def events_of(flow_run_ids: list[str]) -> list[dict[str, object]]:
     """Every event of the harness's server that relates to one of the flow runs."""
     found: list[dict[str, object]] = []
-    response = httpx.post(f"{PREFECT_API_URL.value()}/events/filter", json={"limit": 50}).json()
+    # A generous timeout: the harness holds every event of the session, 50 a page.
+    response = httpx.post(
+        f"{PREFECT_API_URL.value()}/events/filter", json={"limit": 50}, timeout=60
+    ).json()
     while True:
         found += response["events"]
         if not response.get("next_page"):
             break
-        response = httpx.get(response["next_page"]).json()
+        response = httpx.get(response["next_page"], timeout=60).json()
     return [e for e in found if any(r in json.dumps(e) for r in flow_run_ids)]
 
 
@@ -136,7 +144,13 @@ def test_no_secret_or_personal_data_in_logs_run_logs_or_artifacts(
     wait_until(shipped, 60, "the runs' logs and events to reach the server")
     with get_client(sync_client=True) as prefect:
         artifacts = [
-            json.dumps(a.data) for a in prefect.read_artifacts() if a.flow_run_id in run_ids
+            json.dumps(a.data)
+            for a in prefect.read_artifacts(
+                # These runs' artifacts only: unfiltered, the server answers its first 200.
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[r for r in run_ids if r])
+                )
+            )
         ]
         runs = [prefect.read_flow_run(r).model_dump_json() for r in run_ids if r is not None]
     local = [record.getMessage() for record in caplog.records]

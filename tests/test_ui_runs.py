@@ -22,7 +22,9 @@ from tests.services import wait_until
 from tests.stack import Stack
 from tests.test_locked_server import everything_the_server_keeps
 
-pytestmark = pytest.mark.slow
+# Several tests start two or three flow-run processes each, and the first test of the stack
+# group pays for starting the stack.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 FOUR = ("import-file", "process-upload", "retry-upload", "sweep-stuck-chunks")
 
@@ -159,7 +161,7 @@ def test_retry_in_the_ui_resumes_the_upload_the_import_run_staged(
     assert "injected first-attempt failure" in status.output
 
     retry_as_the_ui_does(stack, run_id)
-    wait_until(lambda: stack.flow_run(run_id)["run_count"] >= 2, 90, "the retry to start")
+    wait_until(lambda: stack.flow_run(run_id)["run_count"] >= 2, 300, "the retry to start")
     final = stack.wait_for_final(run_id, timeout=240)
 
     assert final["state_type"] == "COMPLETED", final["state"]

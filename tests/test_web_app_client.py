@@ -25,7 +25,7 @@ from pledgeflow_bench.exports import backers, render
 from tests.helpers import write_file
 from tests.stack import WEBHOOK_SECRET, Stack
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 CLIENT = Path(__file__).resolve().parent.parent / "clients" / "typescript"
 SCRIPT = CLIENT / "dist" / "e2e.js"
