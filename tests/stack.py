@@ -168,6 +168,9 @@ def stack(import_role_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "200",
         "PREFECT_SERVER_API_AUTH_STRING": AUTH_STRING,
         "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": "true",
+        # A run refused a concurrency slot asks again after 2 s, not Prefect's 30 s, so tests
+        # that deliver more uploads than the limit are not three 30 s waves long.
+        "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2",
     }
     client_env = {
         **base,

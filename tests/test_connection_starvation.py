@@ -103,20 +103,20 @@ class Hog:
         every connection pledgeflow attempts is refused."""
         deadline = time.monotonic() + 60
         while True:
-            ended = int(
+            found, ended = (
                 self.held[0]
                 .execute(
                     text(
-                        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, :wait)) "
+                        "SELECT count(*), count(*) FILTER (WHERE pg_terminate_backend(pid, :wait)) "
                         "FROM pg_stat_activity WHERE application_name = 'pledgeflow'"
                     ),
                     {"wait": self.TERMINATE_WAIT_MS},
                 )
-                .scalar_one()
+                .one()
             )
-            if not ended:
+            if not found:
                 return
-            self.terminated += ended
+            self.terminated += int(ended)
             self._fill()
             assert time.monotonic() < deadline, "pledgeflow's sessions kept coming back"
 
