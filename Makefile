@@ -45,10 +45,11 @@ demo: $(STAMP)
 ## Lint, type-check and run the whole test suite against PostgreSQL, Redis and Prefect (what CI
 ## runs), on TEST_WORKERS pytest-xdist processes, each with its own database and Prefect harness.
 ## Four on two cores: much of the suite waits on servers and subprocesses. Tests sharing a costly
-## fixture form one xdist group (tests/conftest.py), so it is started once.
+## fixture form one xdist group (tests/conftest.py), so it is started once. `--durations=15`
+## lists the slowest tests at the end, so that CI's log shows where the time goes.
 TEST_WORKERS ?= 2
 test: $(STAMP) $(NODE_STAMP) lint
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 ## The quick loop: ruff and the plain-function tests, which need no service and are not slow.
 check: $(STAMP)
