@@ -391,6 +391,8 @@ def run_bench(config: BenchConfig, workdir: Path | None = None) -> dict[str, Any
         },
         "machine": {"cpus": os.cpu_count(), "load_at_start": _load()},
         "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        # The run's name: its databases and Redis keys begin with it.
+        "run": name,
     }
     try:
         path = work / f"kickstarter-{config.rows}.csv"
