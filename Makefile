@@ -49,7 +49,7 @@ demo: $(STAMP)
 ## lists the slowest tests at the end, so that CI's log shows where the time goes.
 TEST_WORKERS ?= 2
 test: $(STAMP) $(NODE_STAMP) lint
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 --hypothesis-profile=suite
 
 ## The quick loop: ruff and the plain-function tests, which need no service and are not slow.
 check: $(STAMP)

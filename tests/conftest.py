@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import settings as hypothesis_settings
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import create_engine, text
@@ -22,6 +23,10 @@ from sqlalchemy.engine import Engine, make_url
 from pledgeflow.database import _engine_for, get_engine
 from pledgeflow.settings import get_settings
 from tests.helpers import slow_pledge_statements
+
+# `make test` (what CI runs) loads this profile: the property tests draw the same examples on
+# every run, so a red run is one anyone can reproduce. `make check` keeps exploring at random.
+hypothesis_settings.register_profile("suite", derandomize=True)
 
 ADMIN_URL = os.environ.get(
     "PLEDGEFLOW_TEST_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

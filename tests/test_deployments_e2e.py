@@ -199,7 +199,7 @@ def chunk_task_runs(stack: Stack, run_id: str, expected: int) -> list[dict[str, 
         found[:] = [t for t in response.json() if t["state_type"] in {"COMPLETED", "FAILED"}]
         return len(found) >= expected
 
-    wait_until(recorded, 60, f"{expected} recorded chunk task runs", interval=1)
+    wait_until(recorded, 120, f"{expected} recorded chunk task runs", interval=1)
     return found
 
 
@@ -353,7 +353,7 @@ def test_a_finished_run_leaves_progress_summary_and_completion_event(
         ]
         return bool(events)
 
-    wait_until(emitted, 30, "the completion event")
+    wait_until(emitted, 120, "the completion event")
     payload = events[0]["payload"]
     assert (payload["imported_rows"], payload["rejected_rows"], payload["status"]) == (
         11,

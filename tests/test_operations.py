@@ -168,6 +168,11 @@ def test_import_completes_with_one_warning_when_redis_is_unreachable(
     get_settings.cache_clear()
     assert state.is_completed()
     assert read_upload(upload_id).imported_rows == 20
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    # pledgeflow's own warnings (a Prefect client may warn of a slow harness on a busy machine).
+    warnings = [
+        r
+        for r in caplog.records
+        if r.levelno == logging.WARNING and r.name.startswith(("pledgeflow", "tasks", "flows"))
+    ]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
     assert "unreachable" in warnings[0].getMessage()

@@ -70,7 +70,7 @@ def run_logs(stack: Stack, run_id: str) -> str:
 
 def wait_for_log_line(stack: Stack, run_id: str, line: str) -> None:
     """Wait for a line in the run's logs (the worker ships logs in batches)."""
-    wait_until(lambda: line in run_logs(stack, run_id), 60, f"the log line {line!r}")
+    wait_until(lambda: line in run_logs(stack, run_id), 120, f"the log line {line!r}")
 
 
 def artifacts(stack: Stack, run_id: str, key: str) -> list[dict[str, Any]]:
@@ -245,7 +245,7 @@ def test_a_refused_file_ends_the_run_with_its_reason_and_an_event_naming_the_sho
                 stack, "pledgeflow.upload.failed", **{"pledgeflow.shop": "refused.example.com"}
             )
         ),
-        30,
+        120,
         "the failure event",
     )
     event = events_named(
@@ -287,7 +287,7 @@ def test_a_path_out_of_the_import_root_is_refused_and_nothing_of_the_file_is_kep
     wait_for_log_line(stack, run_id, "outside_import_root")  # the state's, in the run's logs
     wait_until(
         lambda: bool(events_named(stack, "pledgeflow.upload.failed", **{"pledgeflow.shop": shop})),
-        30,
+        120,
         "the failure event",
     )
     kept = everything_the_server_keeps(stack)  # runs, logs, artifacts, events, ...

@@ -69,6 +69,8 @@ def test_deliveries_one_after_another_reuse_one_client_and_one_deployment_lookup
         return await read(self, name, **kw)
 
     monkeypatch.setattr(PrefectClient, "__aenter__", counted_enter)
+    # The four deliveries fall within one cache period however slow the machine is.
+    monkeypatch.setattr(webhook, "DEPLOYMENT_TTL_SECONDS", 3600.0)
     monkeypatch.setattr(PrefectClient, "read_deployment_by_name", counted_read)
     uploads = [
         stage_file(

@@ -67,7 +67,7 @@ def webhook(db: Engine, pg_url: str, tmp_path: Path) -> Iterator[Webhook]:
     with process(args, env, log) as proc:
         wait_until(
             lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200,
-            60,
+            300,  # caps, not delays: a busy machine takes minutes to import the webhook's modules
             "the webhook",
             log=log,
         )
