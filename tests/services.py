@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -20,11 +21,29 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+def _ephemeral_ports() -> range:
+    """The ports the kernel hands to client sockets (connections to PostgreSQL, Redis, …)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nothing listens on right now, chosen below the ephemeral range: a server may
+    bind it minutes later (a Prefect server starting on a busy machine), and in the meantime a
+    client socket could be given a port from that range, but never this one."""
+    top = min(_ephemeral_ports().start, 32768)
+    for _ in range(200):
+        port = random.randrange(max(10_000, top - 12_000), top)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port below the ephemeral range")
 
 
 def wait_until(
