@@ -47,7 +47,7 @@ demo: $(STAMP)
 ## Four on two cores: much of the suite waits on servers and subprocesses. Tests sharing a costly
 ## fixture form one xdist group (tests/conftest.py), so it is started once. `--durations=15`
 ## lists the slowest tests at the end, so that CI's log shows where the time goes.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 4
 test: $(STAMP) $(NODE_STAMP) lint
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 --hypothesis-profile=suite
 

@@ -45,18 +45,22 @@ pytest_plugins = ["tests.stack"]
 # A test using any of these reaches PostgreSQL, Redis or Prefect; `make check` runs the others.
 SERVICE_FIXTURES = {"pg_url", "redis_client", "prefect_harness"}
 # Under `pytest -n N --dist loadgroup`, the tests sharing an expensive fixture run on one worker,
-# so that it is built once: the locked stack (a Prefect server on PostgreSQL, a worker and the
-# webhook), and each module starting servers of its own. pytest-xdist's own `xdist_group` mark
-# does not take effect under pytest 9.2 (xdist renames `item._nodeid`, which pytest no longer
-# reports), so the scheduler below groups by module file instead.
-STACK_MODULES = {
-    "test_deployments_e2e.py",
-    "test_locked_server.py",
-    "test_ui_runs.py",
-    "test_web_app_client.py",
+# so that it is built once per group: the locked stack (a Prefect server on PostgreSQL, a worker
+# and the webhook), and each module starting servers of its own. pytest-xdist's own
+# `xdist_group` mark does not take effect under pytest 9.2 (xdist renames `item._nodeid`, which
+# pytest no longer reports), so the scheduler below groups by module file instead.
+# The stack's modules form two groups: one stack's tests, one after the other, took 6-7 minutes,
+# the longest unit of the suite; two groups can run on two workers at once, each with a stack of
+# its own (the stack's databases, role and key prefix are named after the worker's RUN_ID). On one
+# worker, both groups share its one stack, as before.
+STACK_GROUPS = {
+    "test_deployments_e2e.py": "stack-webhook",
+    "test_web_app_client.py": "stack-webhook",
+    "test_locked_server.py": "stack-ui",
+    "test_ui_runs.py": "stack-ui",
 }
 MODULE_GROUPS = {
-    **dict.fromkeys(STACK_MODULES, "stack"),
+    **STACK_GROUPS,
     "test_bursts.py": "bursts",
     "test_faults.py": "faults",
     "test_connection_starvation.py": "starvation",
@@ -81,14 +85,14 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark `services` every test that needs PostgreSQL, Redis or Prefect, from its fixtures
     (a test reaching them otherwise carries the mark itself); refuse a test using the shared
-    stack outside STACK_MODULES (it would build a stack of its own on another worker); and list
+    stack outside STACK_GROUPS (it would build a stack of its own on any worker); and list
     `slow` tests first, so that xdist starts the long ones early."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if SERVICE_FIXTURES & fixtures:
             item.add_marker(pytest.mark.services)
-        if "stack" in fixtures and item.path.name not in STACK_MODULES:
-            raise pytest.UsageError(f"{item.nodeid} uses the stack: add it to STACK_MODULES")
+        if "stack" in fixtures and item.path.name not in STACK_GROUPS:
+            raise pytest.UsageError(f"{item.nodeid} uses the stack: add it to STACK_GROUPS")
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
