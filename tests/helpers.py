@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -212,3 +212,44 @@ def slow_pledge_statements(engine: Engine, seconds: float) -> Iterator[None]:
     finally:
         with engine.begin() as conn:
             conn.execute(text("DROP TRIGGER test_slow ON pledge; DROP FUNCTION test_slow();"))
+
+
+@contextmanager
+def held_pledges(engine: Engine, after_row: int) -> Iterator[Callable[[], None]]:
+    """While open, a pledge of a source row past `after_row` is not written until the
+    `release()` it yields is called (a trigger waits on an advisory lock the test holds), so the
+    chunks holding such rows are certainly unfinished while the test looks."""
+    holder = engine.connect()
+    holder.execute(text("SELECT pg_advisory_lock(4242, 1)"))
+    holder.commit()
+    with engine.begin() as conn:
+        conn.execute(
+            text(f"""
+            CREATE FUNCTION test_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.source_row > {int(after_row)} THEN
+                    PERFORM pg_advisory_lock_shared(4242, 1);
+                    PERFORM pg_advisory_unlock_shared(4242, 1);
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER test_hold BEFORE INSERT ON pledge
+            FOR EACH ROW EXECUTE FUNCTION test_hold();
+        """)
+        )
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            holder.execute(text("SELECT pg_advisory_unlock(4242, 1)"))
+            holder.commit()
+            released = True
+
+    try:
+        yield release
+    finally:
+        release()
+        holder.close()
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER test_hold ON pledge; DROP FUNCTION test_hold();"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from websockets.sync.client import connect
 from pledgeflow.staging import stage_file
 from pledgeflow_bench.exports import backers, render
 from tests.helpers import count, store_web_app_upload, write_file
-from tests.services import BIN, ROOT, free_port
+from tests.services import BIN, ROOT, free_port, wait_until
 from tests.stack import AUTH_PASSWORD, AUTH_STRING, AUTH_USER, IMPORT_ROLE, SECRETS, Stack
 
 # The first test to use the stack also pays for starting it (about 40 s on a quiet machine).
@@ -230,7 +229,16 @@ def test_the_cli_webhook_and_worker_run_as_the_import_role_and_never_show_a_secr
     broken = cli(stack, tmp_path, "status", "1", "--json", env=broken_env)
     assert broken.returncode != 0
 
-    time.sleep(6)  # the run logs and events of the last runs reach the server
+    def shipped() -> bool:
+        """The run logs and events of the last runs have reached the server."""
+        kept = everything_the_server_keeps(stack)
+        return (
+            "pledgeflow.upload" in kept["events"]
+            and f"upload {failing_upload} failed before import" in kept["logs"]
+            and all(f["id"] in kept["logs"] for f in finals)
+        )
+
+    wait_until(shipped, 120, "the last runs' logs and events", interval=3)
     shown = everything_the_server_keeps(stack)
     shown["cli output"] = "".join(p.stdout + p.stderr for p in (imported, refused, status, broken))
     shown["webhook answers"] = "".join(answers)
