@@ -50,14 +50,21 @@ FTFY_CONFIG = ftfy.TextFixerConfig(
 EXCEL_TEXT = re.compile(r'="(.*)"|"=""(.*)"""', re.DOTALL)
 SCIENTIFIC = re.compile(r"[+-]?\d(?:[.,]\d+)?[eE]\+\d{1,3}")
 # Addresses in this plain shape are ones email-validator accepts and leaves as they are (a
-# property test holds it to that); every other address goes through the library.
-_ATOM = r"[a-z0-9_%+\-\u00df-\u00f6\u00f8-\u00ff]+"
+# property test holds it to that); every other address goes through the library. The
+# characters ß-ö and ø-ÿ are in the pattern as themselves (Python decodes the escapes), so
+# that Arrow's regular expressions (RE2) read it as Python's `re` does.
+_ATOM = "[a-z0-9_%+\\-\u00df-\u00f6\u00f8-\u00ff]+"
 _LABEL = r"[a-z0-9]+(?:-[a-z0-9]+)*"
 _SPECIAL_TLDS = "|".join(sorted(email_validator.SPECIAL_USE_DOMAIN_NAMES))
 PLAIN_EMAIL = re.compile(
     rf"(?=.{{6,128}}$)(?=[^@]{{1,32}}@){_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+"
     rf"(?!(?:{_SPECIAL_TLDS})$)[a-z]{{2,24}}"
 )
+# PLAIN_EMAIL for a whole column (`plain_emails`): its shape without the lookaheads, which RE2
+# does not have; they become a length, the local part's length and the top-level domain's
+# ending. A test holds the two to the same verdicts.
+PLAIN_EMAIL_SHAPE = rf"{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[a-z]{{2,24}}"
+SPECIAL_ENDINGS = tuple(sorted(f".{name}" for name in email_validator.SPECIAL_USE_DOMAIN_NAMES))
 
 WARNING_MESSAGES = {
     "excel_text_unwrapped": 'cells unwrapped from Excel\'s text-forcing (="...")',
@@ -242,38 +249,55 @@ def apply_countries(text: dict[str, pd.Series], warnings: ValueWarnings) -> None
     country keeps no code: it stays as given (an unknown code moves to the name column when
     that is blank, and an unknown backer country stays in `country`).
 
-    One factorize of the three columns together finds their distinct values; each is looked
-    up once, and the rest is numpy over the rows."""
+    Each column is factorized (Arrow's dictionary encoding for text columns) and each distinct
+    value looked up once; the rest is numpy over the rows, and the new columns are taken from
+    the few codes found, never rebuilt from Python strings row by row."""
     parts = (text["shipping_country_code"], text["shipping_country_name"], text["country"])
-    cells = [part.to_numpy(dtype=object) for part in parts]
-    rows = len(cells[0])
-    codes, uniques = pd.factorize(np.concatenate(cells))
-    if not len(uniques):
+    factorized = [pd.factorize(part) for part in parts]
+    if not any(len(uniques) for _, uniques in factorized):
         return
-    # Index -1 (a missing cell) takes the last entry: no code.
-    alpha = np.array([*(country_code(str(value)) for value in uniques), None], dtype=object)
-    found = alpha[codes].reshape(3, rows)
-    known = found != None  # noqa: E711 - elementwise on an object array
-    present = (codes >= 0).reshape(3, rows)
-    unknown = present & ~known
-    code, name, own = cells
+    lookups = [
+        [country_code(str(value)) for value in uniques.tolist()] for _, uniques in factorized
+    ]
+    vocabulary = sorted({code for lookup in lookups for code in lookup if code is not None})
+    position: dict[str | None, int] = {code: at for at, code in enumerate(vocabulary)}
+    # Per column and row, the position of its code in `vocabulary`; -1: no code, or no cell
+    # (factorize codes a missing cell -1, which takes the last entry).
+    found = [
+        np.array([*(position.get(code, -1) for code in lookup), -1], dtype=np.intp)[codes]
+        for (codes, _), lookup in zip(factorized, lookups, strict=True)
+    ]
+    known = [at >= 0 for at in found]
+    present = [codes >= 0 for codes, _ in factorized]
+    unknown = [cell & ~code for cell, code in zip(present, known, strict=True)]
     warnings.add("country_code_from_name", int((~known[0] & known[1]).sum()))
-    warnings.add("unknown_country", int(unknown.any(axis=0).sum()))
+    warnings.add("unknown_country", int((unknown[0] | unknown[1] | unknown[2]).sum()))
     warnings.note_values(
-        "unknown_country", sorted({str(v) for v in uniques[np.unique(codes[unknown.ravel()])]})
+        "unknown_country",
+        sorted(
+            {
+                str(value)
+                for (codes, uniques), missing in zip(factorized, unknown, strict=True)
+                for value in uniques[np.unique(codes[missing])]
+            }
+        ),
     )
     shipping = np.where(known[0], found[0], found[1])
     resolved = np.where(known[2], found[2], shipping)
-    index = parts[0].index
-    text["shipping_country_code"] = pd.Series(shipping, index=index, dtype="str")
-    text["shipping_country_name"] = pd.Series(
-        np.where(present[1] | known[0], name, code), index=index, dtype="str"
+    codes_text = pd.array(vocabulary, dtype="str")
+    code, name, own = parts
+    text["shipping_country_code"] = pd.Series(
+        codes_text.take(shipping, allow_fill=True), index=code.index
     )
-    text["country"] = pd.Series(
-        np.where(resolved != None, resolved, own),  # noqa: E711 - elementwise
-        index=index,
-        dtype="str",
+    text["shipping_country_name"] = name.where(present[1] | known[0], code)
+    text["country"] = pd.Series(codes_text.take(resolved, allow_fill=True), index=own.index).where(
+        resolved >= 0, own
     )
+
+
+# Keep every metadata pattern phonenumbers compiles (its own switch, for programs that parse
+# numbers of many regions): without it each check asks `re.compile` again, a fifth of a parse.
+phonenumbers.enable_pattern_cache()
 
 
 @lru_cache(maxsize=65_536)
@@ -286,32 +310,35 @@ def e164(typed: str, region: str | None) -> str | None:
         return None
     if number.extension:
         return None
-    lengths = _possible_lengths(number.country_code)
     national = phonenumbers.national_significant_number(number)
-    if lengths is not None and len(national) not in lengths:
-        return None  # what is_valid_number finds last, after a pattern search per region
+    if not any(
+        (not lengths or len(national) in lengths) and pattern.fullmatch(national)
+        for lengths, pattern in _general_descriptions(number.country_code)
+    ):
+        return None  # what is_valid_number finds last, after a search over every region
     if not phonenumbers.is_valid_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 @cache
-def _possible_lengths(country_code: int) -> frozenset[int] | None:
-    """The national number lengths some region of a calling code can hold (None: any).
+def _general_descriptions(country_code: int) -> tuple[tuple[frozenset[int], re.Pattern[str]], ...]:
+    """(possible lengths, national number pattern) of each region of a calling code.
 
-    phonenumbers' validity check tests a number's length against its region's general
-    description before anything else, so a length no region of the code has is invalid in all
-    of them; a test holds `e164` to the library's own verdict."""
-    lengths: set[int] = set()
+    phonenumbers' validity check holds a number to the general description of the one region
+    it picks first (its length, then its pattern), so a number no region's general description
+    takes is invalid in all of them; a test holds `e164` to the library's own verdict. A region
+    without one is let through (a pattern that takes anything), to the library's own check."""
+    descriptions: list[tuple[frozenset[int], re.Pattern[str]]] = []
     for region in phonenumbers.region_codes_for_country_code(country_code):
         metadata = PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
-        if metadata is None or metadata.general_desc is None:
+        general = None if metadata is None else metadata.general_desc
+        if general is None or not general.national_number_pattern:
+            descriptions.append((frozenset(), re.compile(".*", re.DOTALL)))
             continue
-        possible = metadata.general_desc.possible_length
-        if not possible:
-            return None
-        lengths.update(possible)
-    return frozenset(lengths)
+        lengths = frozenset(general.possible_length or ())
+        descriptions.append((lengths, re.compile(general.national_number_pattern)))
+    return tuple(descriptions)
 
 
 def phones(typed: pd.Series, regions: pd.Series, warnings: ValueWarnings) -> pd.Series:
@@ -319,37 +346,56 @@ def phones(typed: pd.Series, regions: pd.Series, warnings: ValueWarnings) -> pd.
 
     Each distinct (number, region) pair is parsed once, and a number in international form
     once whatever the region (it parses alike in every region); factorize finds the pairs in
-    C, and one take spreads the results back over the rows."""
-    numbers, distinct_numbers = pd.factorize(typed.to_numpy(dtype=object))
-    if not len(distinct_numbers):
+    C (Arrow's dictionary encoding for text columns), and one take spreads the results back
+    over the rows."""
+    numbers, uniques = pd.factorize(typed)
+    if not len(uniques):
         return typed
     if not regions.index.equals(typed.index):
         regions = regions.reindex(typed.index)
-    places, distinct_places = pd.factorize(regions.to_numpy(dtype=object))
+    places, region_uniques = pd.factorize(regions)
+    distinct_numbers = [str(number) for number in uniques.tolist()]
+    distinct_places = [str(place) for place in region_uniques.tolist()]
     present = numbers >= 0
     international = np.array(
-        [str(number).lstrip().startswith("+") for number in distinct_numbers], dtype=bool
+        [number.lstrip().startswith("+") for number in distinct_numbers], dtype=bool
     )
     # A pair as one integer: the number's code, and its region's code + 1 (0: no region).
     width = len(distinct_places) + 1
     place = np.where(international[numbers[present]], 0, places[present] + 1)
     pairs, distinct_pairs = pd.factorize(numbers[present].astype("int64") * width + place)
-    formatted = np.empty(len(distinct_pairs), dtype=object)
+    formatted: list[str] = []
     failed = np.zeros(len(distinct_pairs), dtype=bool)
     rewritten = np.zeros(len(distinct_pairs), dtype=bool)
     for position, pair in enumerate(distinct_pairs.tolist()):
-        number = str(distinct_numbers[pair // width])
+        number = distinct_numbers[pair // width]
         region = pair % width
-        parsed = e164(number, str(distinct_places[region - 1]) if region else None)
-        formatted[position] = number if parsed is None else parsed
+        parsed = e164(number, distinct_places[region - 1] if region else None)
+        formatted.append(number if parsed is None else parsed)
         failed[position] = parsed is None
         rewritten[position] = parsed is not None and parsed != number
     rows_per_pair = np.bincount(pairs, minlength=len(distinct_pairs))
     warnings.add("phone_not_parsed", int(rows_per_pair[failed].sum()))
     warnings.add("phone_e164", int(rows_per_pair[rewritten].sum()))
-    result = typed.to_numpy(dtype=object).copy()
-    result[present] = formatted[pairs]
-    return pd.Series(result, index=typed.index, dtype="str")
+    # Each row's position among the pairs' results, -1 (missing) for a row without a number.
+    taken = np.full(len(numbers), -1, dtype=np.intp)
+    taken[present] = pairs
+    return pd.Series(
+        pd.array(formatted, dtype="str").take(taken, allow_fill=True), index=typed.index
+    )
+
+
+def plain_emails(email: pd.Series) -> np.ndarray:
+    """Whether each (stripped, lower-cased) cell fullmatches PLAIN_EMAIL, for the column at
+    once: a few passes of Arrow's string kernels on a text column instead of a Python regular
+    expression per cell. A missing cell is not plain."""
+    plain = (
+        email.str.fullmatch(PLAIN_EMAIL_SHAPE)
+        & email.str.len().between(6, 128)
+        & email.str.match("[^@]{1,32}@")
+        & ~email.str.endswith(SPECIAL_ENDINGS)
+    )
+    return plain.fillna(False).to_numpy(dtype=bool)
 
 
 def check_emails(cells: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -358,17 +404,8 @@ def check_emails(cells: pd.Series) -> tuple[pd.Series, pd.Series]:
     Blank cells get neither (they are `missing_email`); addresses in the plain shape of
     PLAIN_EMAIL are ones the library accepts as they are, so only the others are asked."""
     email = cells.str.strip().str.lower()
-    # Blank or plain, in one pass over the cells (`.str.fullmatch` takes a slower path for a
-    # pattern with lookaheads); a missing cell is neither.
-    fullmatch = PLAIN_EMAIL.fullmatch
-    settled = np.fromiter(
-        (
-            isinstance(e, str) and (not e or fullmatch(e) is not None)
-            for e in email.to_numpy(object)
-        ),
-        dtype=bool,
-        count=len(email),
-    )
+    # Blank or plain; a missing cell is neither.
+    settled = (email == "").fillna(False).to_numpy(dtype=bool) | plain_emails(email)
     others = cells[~settled].str.strip()
     verdicts = {cell: _email_verdict(cell) for cell in others.unique()}
     normalised = email.copy()

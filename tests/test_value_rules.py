@@ -25,6 +25,7 @@ from pledgeflow.value_rules import (
     merge_warnings,
     needs_cell_rules,
     phones,
+    plain_emails,
     rows_needing_cell_rules,
 )
 
@@ -258,6 +259,80 @@ def test_the_fast_path_leaves_special_domains_and_long_addresses_to_the_library(
     assert not PLAIN_EMAIL.fullmatch("a" * 33 + "@example.com")
     assert not PLAIN_EMAIL.fullmatch("a..b@example.com")
     assert not PLAIN_EMAIL.fullmatch("ab@exa--mple.com")
+
+
+# Near misses of the plain shape: other characters, lengths at each bound, special domains.
+near_misses = st.builds(
+    lambda address, cut, extra: address[:cut] + extra + address[cut:],
+    addresses,
+    st.integers(min_value=0, max_value=40),
+    st.sampled_from(
+        [
+            "",
+            ".",
+            "..",
+            "@",
+            "-",
+            "\n",
+            " ",
+            "A",
+            "\u00f7",
+            "\u00d7",
+            "\u00de",
+            "\u0100",
+            "é",
+            ".test",
+            ".localhost",
+            "a" * 20,
+            "x" * 100,
+        ]
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(addresses | near_misses | st.text(max_size=40), min_size=1, max_size=30))
+def test_the_column_fast_path_is_plain_email_cell_by_cell(cells: list[str]) -> None:
+    column = pd.Series(cells, dtype="str")
+    assert plain_emails(column).tolist() == [
+        PLAIN_EMAIL.fullmatch(cell) is not None for cell in cells
+    ]
+
+
+def test_the_column_fast_path_at_its_bounds() -> None:
+    cells = [
+        "ab@c.de",  # 7 characters
+        "a@c.de",  # 6
+        "a@b.c",  # a one-letter top-level domain
+        "a" * 32 + "@example.com",
+        "a" * 33 + "@example.com",
+        "a" * 30 + "@" + "b" * 90 + ".com",  # 125
+        "a" * 30 + "@" + "b" * 94 + ".com",  # 129
+        "ada@foo.test",
+        "ada@foo.contest",
+        "ada@localhost",
+        "chloé.garcía12@example.com",
+        "ada÷@example.com",
+        None,
+    ]
+    column = pd.Series(cells, dtype="str")
+    expected = [cell is not None and PLAIN_EMAIL.fullmatch(cell) is not None for cell in cells]
+    assert plain_emails(column).tolist() == expected
+    assert expected == [
+        True,
+        True,
+        False,
+        True,
+        False,
+        True,
+        False,
+        False,
+        True,
+        False,
+        True,
+        False,
+        False,
+    ]
 
 
 def test_warnings_of_chunks_merge_into_one_entry_per_kind() -> None:
