@@ -174,32 +174,58 @@ def needs_cell_rules(joined: str) -> bool:
 def rows_needing_cell_rules(joined: Sequence[str]) -> list[int]:
     """The positions of the rows (each its cells joined) that `needs_cell_rules` flags.
 
-    Found in a few scans of the chunk's text at once, as UTF-8 bytes: a search for each mark
-    and for MOJIBAKE_HINT_UTF8, which finds nothing in most chunks; only a row a hint falls in
-    is shown to ftfy's detector. Rows are put together with NUL between them (a row holding
-    NUL is never kept, and none of the marks holds it); should one hold NUL, each row is
-    tested on its own."""
+    Found in a few scans of the chunk's text at once, as bytes: a search for each mark and for
+    the mojibake hint, which finds nothing in most chunks; only a row a hint falls in is shown
+    to ftfy's detector. Rows are put together with NUL between them (a row holding NUL is
+    never kept, and none of the marks holds it); should one hold NUL, each row is tested on
+    its own."""
     if not joined:
         return []
-    data = "\x00".join(joined).encode("utf-8", "surrogatepass")
+    text = "\x00".join(joined)
+    try:
+        # Text that Latin-1 holds (most exports: ASCII and Western European letters) is one
+        # byte per character, copied rather than encoded; other text is read as UTF-8.
+        data = text.encode("latin-1")
+        latin1 = True
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "surrogatepass")
+        latin1 = False
     codes = np.frombuffer(data, dtype=np.uint8)
-    ends = np.flatnonzero(codes == 0)
-    if len(ends) != len(joined) - 1:
-        return [row for row, text in enumerate(joined) if needs_cell_rules(text)]
     # `=`, and `E+` or `e+` found from their `+` (memchr-fast searches for a two-byte mark
     # whose first byte is a common letter are not).
     marked = np.flatnonzero(codes == EQUALS) if b"=" in data else np.empty(0, np.int64)
     if b"+" in data:
         plus = np.flatnonzero(codes[1:] == PLUS)
         marked = np.concatenate([marked, plus[np.isin(codes[plus], EXPONENTS)]])
-    hinted = [found.start() for found in MOJIBAKE_HINT_UTF8.finditer(data)]
-    if not len(marked) and not hinted:
+    hinted = (
+        latin1_hints(codes)
+        if latin1
+        else [found.start() for found in MOJIBAKE_HINT_UTF8.finditer(data)]
+    )
+    if not len(marked) and not len(hinted):
         return []
+    ends = np.flatnonzero(codes == 0)
+    if len(ends) != len(joined) - 1:
+        return [row for row, text in enumerate(joined) if needs_cell_rules(text)]
     flagged = set(np.searchsorted(ends, marked).tolist())
     flagged.update(
         row for row in set(np.searchsorted(ends, hinted).tolist()) - flagged if is_bad(joined[row])
     )
     return sorted(flagged)
+
+
+def latin1_hints(codes: np.ndarray) -> np.ndarray:
+    """Where MOJIBAKE_HINT matches in text encoded as Latin-1 (`codes`, its bytes).
+
+    There its second characters beyond U+00FF cannot occur, so a hint is a byte C2-F4 before
+    one 80-BF, or C2 or C3 before a space; only the few bytes above 7F are looked at."""
+    high = np.flatnonzero(codes[:-1] >= 0x80)
+    lead = high[(codes[high] >= 0xC2) & (codes[high] <= 0xF4)]
+    after = codes[lead + 1]
+    hinted: np.ndarray = lead[
+        ((after >= 0x80) & (after <= 0xBF)) | ((after == 0x20) & (codes[lead] <= 0xC3))
+    ]
+    return hinted
 
 
 def clean_cells(raw: pd.DataFrame, flagged: list[Any], headers: Iterable[str]) -> ValueWarnings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import email_validator
+import numpy as np
 import pandas as pd
 import phonenumbers
 import pycountry
@@ -22,6 +23,7 @@ from pledgeflow.value_rules import (
     check_emails,
     clean_cells,
     e164,
+    latin1_hints,
     merge_warnings,
     needs_cell_rules,
     phones,
@@ -364,6 +366,18 @@ def test_the_utf8_hint_finds_what_the_text_hint_finds() -> None:
             pair = first + second
             expected = MOJIBAKE_HINT.search(pair) is not None
             assert (MOJIBAKE_HINT_UTF8.search(pair.encode()) is not None) == expected, pair
+
+
+def test_the_latin1_hint_finds_what_the_text_hint_finds() -> None:
+    # Every pair of characters Latin-1 holds, alone and between others.
+    for first in range(0x100):
+        for second in range(0x100):
+            pair = chr(first) + chr(second)
+            expected = MOJIBAKE_HINT.search(pair) is not None
+            for text in (pair, "a" + pair, pair + "\u00e9"):
+                codes = np.frombuffer(text.encode("latin-1"), dtype=np.uint8)
+                found = latin1_hints(codes).tolist()
+                assert found == ([text.index(pair)] if expected else []), pair
 
 
 def test_rows_of_a_chunk_are_flagged_as_one_by_one() -> None:
