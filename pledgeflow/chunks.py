@@ -25,10 +25,16 @@ from pledgeflow.retries import retry_transient, transient_retrying
 from pledgeflow.row_cache import ChunkRows, RowCache
 from pledgeflow.settings import get_settings
 from pledgeflow.settlement import write_mode
-from pledgeflow.staged_upserts import StagedCopies, copy_encoding, write_chunk_staged
 from pledgeflow.transform import ChunkFrames, build_frames, rows_by_code
 from pledgeflow.upload_dates import stored_dates
-from pledgeflow.upserts import WriteCounts, WriteTarget, write_chunk
+from pledgeflow.writers import (
+    StagedCopies,
+    WriteCounts,
+    WriteTarget,
+    copy_encoding,
+    loads_by_copy,
+    write_chunk,
+)
 from schemas.layout import Layout
 from schemas.mappings import ColumnMapping, MappingError
 from schemas.platforms import UnknownLayoutError, UnsupportedPlatformError, resolve_layout
@@ -206,13 +212,9 @@ def chunk_layout(
     return layout.with_value_answers(value_answers or [])
 
 
-def _writes_staged(dialect: str) -> bool:
-    return dialect == "postgresql" and get_settings().write_path == "auto"
-
-
 def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
     engine = get_engine()
-    cache = RowCache.from_settings() if _writes_staged(engine.dialect.name) else None
+    cache = RowCache.from_settings() if loads_by_copy(engine.dialect.name) else None
     with engine.connect() as conn:
         chunk = conn.execute(
             select(
@@ -334,7 +336,7 @@ def _complete(
         **mode,
     )
     with transaction(engine) as tx:
-        counts, copies = _write(tx, target, ready.rows, keep=keep)
+        counts, copies = write_chunk(tx, target, ready.rows, keep=keep)
         tx.execute(
             update(CsvUploadChunk)
             .where(CsvUploadChunk.id == chunk_id)
@@ -382,17 +384,8 @@ def _mapped(
 
 
 def write_frames(conn: Connection, target: WriteTarget, frames: ChunkFrames) -> WriteCounts:
-    """Write a chunk's frames on the path the settings and the database call for: COPY and
-    set-based upserts on PostgreSQL, multi-row upserts elsewhere (same rules, same counts)."""
-    return _write(conn, target, frames, keep=False)[0]
-
-
-def _write(
-    conn: Connection, target: WriteTarget, rows: ChunkFrames | StagedCopies, *, keep: bool
-) -> tuple[WriteCounts, StagedCopies | None]:
-    if isinstance(rows, StagedCopies) or _writes_staged(conn.dialect.name):
-        return write_chunk_staged(conn, target, rows, keep=keep)
-    return write_chunk(conn, target, rows), None
+    """Write a chunk's frames through the writers (`pledgeflow.writers`)."""
+    return write_chunk(conn, target, frames)[0]
 
 
 def mark_chunk_failed(chunk_id: int, code: str, message: str, owner: str | None = None) -> bool:

@@ -30,8 +30,8 @@ from pledgeflow.settlement import settled_warnings, write_mode
 from pledgeflow.transform import build_frames, rows_by_code
 from pledgeflow.upload_dates import stored_dates
 from pledgeflow.uploads import SAMPLE_SIZE, UploadResult, rejection_failure, staging_warnings
-from pledgeflow.upserts import WriteTarget, write_chunk
 from pledgeflow.value_rules import merge_warnings
+from pledgeflow.writers import WriteTarget, write_chunk
 from schemas.tables import DATA_TABLES, UPLOAD, CsvUpload, CsvUploadChunk, Project, UploadStatus
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def dry_run_upload(upload_id: int, error: dict[str, Any] | None = None) -> Uploa
                         **write_mode(conn, upload_id, upload.project_id, chunk.superseded),
                     )
                     with conn.begin_nested():
-                        counts = write_chunk(conn, target, frames)
+                        counts, _ = write_chunk(conn, target, frames)
                 except ChunkDataError as exc:
                     failed.append(
                         {"chunk_index": chunk.chunk_index, "code": exc.code, "message": str(exc)}

@@ -52,7 +52,7 @@ def _identity_sequences(conn: Connection, schema: str, tables: list[str]) -> lis
 def grant_import_role(role: str) -> Granted:
     """Give `role` exactly what imports need on the configured PostgreSQL database.
 
-    That is CONNECT and TEMPORARY on the database (the staged write path COPYs into temporary
+    That is CONNECT and TEMPORARY on the database (the writers stage rows in temporary
     tables), USAGE on the schema, SELECT, INSERT, UPDATE and DELETE on each pledgeflow table,
     and USAGE and SELECT on the sequences numbering them, SELECT on `alembic_version` (commands
     check the schema's revision); any other privilege the role held on those tables is revoked.

@@ -1,7 +1,7 @@
 """A chunk's mapped rows, kept in Redis so that the same chunk imported again is not re-mapped.
 
 Mapping and validating a chunk costs about 40 µs a row of Python; what it produces (the COPY
-data of the staged write path, the rejected rows and the counts) depends only on the chunk's
+data of the stages on PostgreSQL, the rejected rows and the counts) depends only on the chunk's
 content and the inputs named in `RowCache.key`, including a digest of pledgeflow's own code.
 A chunk whose key is in the cache skips straight to the same set-based statements a mapped chunk
 runs, so the database rules (upserts, positions, no-op guards, counts) hold unchanged.
@@ -27,8 +27,8 @@ import redis
 
 from pledgeflow.chunk_digest import chunk_inputs, digest_of
 from pledgeflow.settings import get_settings
-from pledgeflow.staged_upserts import STAGES, StagedCopies
 from pledgeflow.transform import ChunkFrames
+from pledgeflow.writers import STAGES, StagedCopies
 
 logger = logging.getLogger(__name__)
 

@@ -44,9 +44,9 @@ class Settings(BaseSettings):
     )
     write_path: Literal["auto", "portable"] = Field(
         default="auto",
-        description="How chunks are written: `auto` stages rows with COPY and upserts them "
-        "set-based on PostgreSQL (the portable path elsewhere); `portable` always uses the "
-        "multi-row INSERT … ON CONFLICT path.",
+        description="How a chunk's rows are loaded into the writers' temporary tables: `auto` "
+        "by COPY on PostgreSQL (executemany elsewhere); `portable` by executemany everywhere. "
+        "The statements that write the tables are the same either way.",
     )
     chunk_lease_seconds: int = Field(
         default=600, ge=1, description="A PROCESSING chunk older than this may be reclaimed."

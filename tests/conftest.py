@@ -104,14 +104,15 @@ def use_database(url: str) -> None:
 
 
 def use_write_path(path: str) -> None:
-    """Choose how chunks are written (`auto`: COPY-staged on PostgreSQL; `portable`)."""
+    """Choose how a chunk's rows are loaded into the writers' stages (`auto`: COPY on
+    PostgreSQL; `portable`: executemany, as on SQLite)."""
     os.environ["PLEDGEFLOW_WRITE_PATH"] = path
     get_settings.cache_clear()
 
 
 @pytest.fixture(params=["auto", "portable"], ids=["staged", "portable"])
 def write_path(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Run the test once on each write path; both must keep the same rules and counts."""
+    """Run the test once with each loader; the writers' rules and counts must not change."""
     use_write_path(request.param)
     yield request.param
     os.environ.pop("PLEDGEFLOW_WRITE_PATH", None)

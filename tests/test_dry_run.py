@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from flows.process_upload import process_upload
 from pledgeflow.dry_runs import read_dry_run
+from pledgeflow.settings import get_settings
 from pledgeflow.staging import stage_file
 from pledgeflow.uploads import UploadResult, read_upload
 from pledgeflow_bench.exports import Backer, backers, render
@@ -111,3 +112,28 @@ def test_dry_run_of_an_unknown_layout_predicts_failure(db: Engine, tmp_path: Pat
     assert predicted is not None and predicted.status == "FAILED"
     assert (predicted.errors or {})["error"]["code"] == "unknown_layout"
     assert read_upload(upload_id).status == "PENDING"
+
+
+def test_dry_run_predicts_every_count_of_the_real_run_on_postgresql(
+    db: Engine, tmp_path: Path
+) -> None:
+    """The dry run writes through the import's own writers (on PostgreSQL: rows staged by COPY,
+    then the same statements) in a transaction it rolls back, so its created, updated,
+    unchanged and deleted counts per table are those of the real run."""
+    rows = backers(40)
+    rows[3].addons = (2, 1)
+    import_path(write_file(tmp_path, "v1.csv", render("2020", rows)), chunk_size=8)
+    rows[3].addons = (2, 0)  # an inventory line disappears
+    rows[7].pledge = "$999.00 USD"  # a pledge changes
+    rows[11].name = "Renamed"  # a backer changes
+    rows[15].survey_at = "2021/01/02, 03:04"  # a survey changes
+    rows += [Backer(number=n, email=f"new{n}@example.com", name=f"New {n}") for n in (41, 42)]
+
+    predicted, real = dry_then_real(db, write_file(tmp_path, "v2.csv", render("2020", rows)))
+
+    assert db.dialect.name == "postgresql" and get_settings().write_path == "auto"
+    assert (predicted.stats or {})["tables"] == (real.stats or {})["tables"]
+    tables = (real.stats or {})["tables"]
+    assert tables["pledge"] == {"created": 2, "updated": 1, "unchanged": 39, "deleted": 0}
+    assert tables["backer"] == {"created": 2, "updated": 1, "unchanged": 39, "deleted": 0}
+    assert (tables["survey"]["updated"], tables["inventory"]["deleted"]) == (1, 1)

@@ -1,4 +1,4 @@
-"""Unchanged means unwritten: a re-import leaves every row version alone, on both write paths.
+"""Unchanged means unwritten: a re-import leaves every row version alone, with both loaders.
 
 PostgreSQL gives each row version its own `xmin`; an UPDATE that writes the same values still
 makes a new version, so comparing `xmin` before and after shows every row a re-import wrote.

@@ -1,10 +1,11 @@
-"""Both write paths, on PostgreSQL, leave the same rows and report the same counts.
+"""The writers' rules hold on both dialects: PostgreSQL (rows staged by COPY) and SQLite.
 
-The COPY-staged path is PostgreSQL's default; the portable path is what SQLite runs. Each test
-stages the same files, processes the same chunks in the same order through each path, and
-compares every table (with the source positions) and every chunk's counts. An oracle computed
-from the generated rows checks that the rows both paths agree on are the ones the rules demand:
-the latest position wins, whatever order chunks and uploads are processed in.
+One write path (`pledgeflow.writers`) serves both; only loading the stages differs. Each test
+stages the same files on each database, processes the same chunks in the same order, and
+compares every table (with the source positions) and every chunk's counts: the same rules must
+leave the same rows and report the same counts. An oracle computed from the generated rows
+checks that those rows are the ones the rules demand: the latest position wins, whatever order
+chunks and uploads are processed in.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,17 +30,20 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from pledgeflow.chunks import process_chunk, write_frames
-from pledgeflow.staged_upserts import CREATE_STAGES, STAGE_PRODUCT, _copy
+from pledgeflow.database import get_engine
 from pledgeflow.staging import stage_file
 from pledgeflow.uploads import aggregate_upload, start_upload
+from pledgeflow.writers import WriteTarget, write_chunk
+from pledgeflow.writers.stages import STAGE_PRODUCT, copy_rows, prepare_stages
 from pledgeflow_bench.exports import TIERS, Backer, backers, render
-from tests.conftest import DATA_TABLES, use_write_path
+from tests.conftest import DATA_TABLES, use_database, use_write_path
 from tests.helpers import write_file
 
 SHOP, PROJECT = "shop.example.com", "Campaign"
+# How PostgreSQL can load the stages: COPY (its default), or the executemany SQLite uses.
 PATHS = ("portable", "auto")
 
-# Business content plus the positions the rules keep, so a path that wrote the right values
+# Business content plus the positions the rules keep, so a rule that wrote the right values
 # from the wrong row would show.
 STATE = {
     "backer": """SELECT email, name, phone, country, external_id, source_upload_id, source_row
@@ -51,16 +56,47 @@ STATE = {
     "survey": """SELECT pl.pledge_id, b.email, responded_at, shipping_name, shipping_address_1,
                         shipping_address_2, shipping_city, shipping_state, shipping_postal_code,
                         shipping_country_name, shipping_country_code, shipping_phone,
-                        delivery_notes, CAST(answers AS TEXT)
+                        delivery_notes, CAST(answers AS TEXT) AS answers
                  FROM survey s JOIN pledge pl ON pl.id = s.pledge_id
                  JOIN backer b ON b.id = s.backer_id""",
     "inventory": """SELECT pl.pledge_id, pr.name, quantity FROM inventory i
                     JOIN survey s ON s.id = i.survey_id JOIN pledge pl ON pl.id = s.pledge_id
                     JOIN product pr ON pr.id = i.product_id""",
     "chunk": """SELECT upload_id, chunk_index, status, imported_rows, rejected_rows,
-                       CAST(stats->'tables' AS TEXT), CAST(errors AS TEXT)
+                       CAST(stats->'tables' AS TEXT) AS tables, CAST(errors AS TEXT) AS errors
                 FROM csv_upload_chunk""",
 }
+# Columns each dialect returns in its own form (JSON text, money, timestamps), compared by value.
+JSON_COLUMNS = {"answers", "tables", "errors"}
+MONEY_COLUMNS = {"amount", "shipping_amount", "price"}
+TIMESTAMP_COLUMNS = {"pledged_at", "responded_at"}
+
+
+def plain(column: str, value: Any) -> Any:
+    """A value as both dialects can be compared on: PostgreSQL returns JSON text with its own
+    spacing, numerics and aware timestamps; SQLite minified JSON, numbers and naive text."""
+    if value is None:
+        return None
+    if column in JSON_COLUMNS:
+        return json.dumps(json.loads(value), sort_keys=True)
+    if column in MONEY_COLUMNS:
+        return Decimal(str(value)).quantize(Decimal("0.01"))
+    if column in TIMESTAMP_COLUMNS:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return value
+
+
+def read_state(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table of `STATE`, each row's values in comparable form, rows in a stable order."""
+    tables = {}
+    with engine.connect() as conn:
+        for name, sql in STATE.items():
+            result = conn.execute(text(sql))
+            columns = list(result.keys())
+            rows = (tuple(plain(c, v) for c, v in zip(columns, r, strict=True)) for r in result)
+            tables[name] = sorted(rows, key=repr)
+    return tables
 
 
 @dataclass
@@ -74,25 +110,52 @@ class Outcome:
 Order = Callable[[list[int]], list[int]]
 
 
+DIALECTS = ("sqlite", "postgresql")
+
+
+def on_database(url: str) -> Engine:
+    """Point pledgeflow at `url`, closing the connections of the database it leaves."""
+    get_engine().dispose()
+    use_database(url)
+    return get_engine()
+
+
 @pytest.fixture
-def restore_write_path(db: Engine) -> Iterator[Engine]:
-    """The database, with the default write path restored after the test."""
-    yield db
+def databases(pg_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Each dialect's database: a migrated SQLite file beside the run's PostgreSQL database.
+    PostgreSQL and its default loader (COPY) are restored after the test."""
+    from pledgeflow.migrations.runner import upgrade
+
+    sqlite_url = f"sqlite:///{tmp_path / 'rules.db'}"
+    on_database(sqlite_url)
+    upgrade()
+    use_write_path("auto")
+    yield {"sqlite": sqlite_url, "postgresql": pg_url}
+    on_database(pg_url)
     use_write_path("auto")
 
 
-def run_path(
-    engine: Engine,
+def empty_tables(engine: Engine) -> None:
+    """Delete every row the tests write, numbering ids from 1 again."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {DATA_TABLES} RESTART IDENTITY CASCADE"))
+        else:  # a rowid table numbers new rows past its largest id: from 1 once empty
+            for table in DATA_TABLES.split(", "):
+                conn.execute(text(f"DELETE FROM {table}"))
+
+
+def run_on(
+    url: str,
     tmp_path: Path,
-    path: str,
     files: list[bytes],
     chunk_size: int,
     order: Order,
 ) -> Outcome:
-    """Empty the tables, stage every file, then process all their chunks in `order`."""
-    use_write_path(path)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {DATA_TABLES} RESTART IDENTITY CASCADE"))
+    """On the database at `url`: empty the tables, stage every file, then process all their
+    chunks in `order`."""
+    engine = on_database(url)
+    empty_tables(engine)
     upload_ids = [
         stage_file(
             write_file(tmp_path, f"upload-{n}.csv", data),
@@ -106,13 +169,8 @@ def run_path(
     for chunk_id in order(chunk_ids):
         process_chunk(chunk_id)
     results = [aggregate_upload(u) for u in upload_ids]
-    with engine.connect() as conn:
-        tables = {
-            name: sorted((tuple(r) for r in conn.execute(text(sql))), key=repr)
-            for name, sql in STATE.items()
-        }
     return Outcome(
-        tables=tables,
+        tables=read_state(engine),
         uploads=[
             {
                 "status": r.status,
@@ -125,17 +183,17 @@ def run_path(
     )
 
 
-def both_paths(
-    engine: Engine, tmp_path: Path, files: list[bytes], chunk_size: int, order: Order
+def both_dialects(
+    databases: dict[str, str], tmp_path: Path, files: list[bytes], chunk_size: int, order: Order
 ) -> Outcome:
-    """Run the files through both paths; assert they agree and return the outcome."""
-    portable, staged = (
-        run_path(engine, tmp_path, path, files, chunk_size, order) for path in PATHS
+    """Run the files on SQLite and on PostgreSQL; assert they agree and return the outcome."""
+    on_sqlite, on_postgresql = (
+        run_on(databases[name], tmp_path, files, chunk_size, order) for name in DIALECTS
     )
     for name in STATE:
-        assert staged.tables[name] == portable.tables[name], name
-    assert staged.uploads == portable.uploads
-    return staged
+        assert on_postgresql.tables[name] == on_sqlite.tables[name], name
+    assert on_postgresql.uploads == on_sqlite.uploads
+    return on_postgresql
 
 
 def forward(ids: list[int]) -> list[int]:
@@ -234,13 +292,13 @@ SCENARIOS: dict[str, tuple[list[list[Backer]], int, Order]] = {
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
-def test_both_paths_agree_and_latest_rows_win(
-    restore_write_path: Engine, tmp_path: Path, scenario: str
+def test_both_dialects_agree_and_latest_rows_win(
+    databases: dict[str, str], tmp_path: Path, scenario: str
 ) -> None:
     files, chunk_size, order = SCENARIOS[scenario]
 
-    outcome = both_paths(
-        restore_write_path, tmp_path, [render("2020", f) for f in files], chunk_size, order
+    outcome = both_dialects(
+        databases, tmp_path, [render("2020", f) for f in files], chunk_size, order
     )
 
     assert all(u["status"] == "COMPLETED" for u in outcome.uploads)
@@ -248,14 +306,14 @@ def test_both_paths_agree_and_latest_rows_win(
 
 
 def test_reimport_of_an_unchanged_file_counts_every_row_unchanged(
-    restore_write_path: Engine, tmp_path: Path
+    databases: dict[str, str], tmp_path: Path
 ) -> None:
     rows = backers(17, repeat_every=3)
     for b in rows:  # a repeated email is the same person, with the same details
         b.name = b.email.split("@")[0]
         b.extra["Backer UID"] = b.name
 
-    outcome = both_paths(restore_write_path, tmp_path, [render("2020", rows)] * 2, 5, forward)
+    outcome = both_dialects(databases, tmp_path, [render("2020", rows)] * 2, 5, forward)
 
     second = outcome.uploads[1]["tables"]
     assert {t: (c["created"], c["updated"], c["deleted"]) for t, c in second.items()} == {
@@ -268,17 +326,15 @@ def test_reimport_of_an_unchanged_file_counts_every_row_unchanged(
 
 
 @pytest.mark.parametrize("variant", ["2013", "2014", "2017", "2024", "no-reward"])
-def test_both_paths_agree_on_every_variant(
-    restore_write_path: Engine, tmp_path: Path, variant: str
+def test_both_dialects_agree_on_every_variant(
+    databases: dict[str, str], tmp_path: Path, variant: str
 ) -> None:
     rows = backers(19, repeat_every=4)
     rows[2].email = ""
     rows[5].pledge = "about ten dollars"
     rows[7].notes = "gift wrap, please"
 
-    outcome = both_paths(
-        restore_write_path, tmp_path, [render(variant, rows, bom=True)], 4, backward
-    )
+    outcome = both_dialects(databases, tmp_path, [render(variant, rows, bom=True)], 4, backward)
 
     assert outcome.uploads[0]["rejected"] == 2
 
@@ -309,15 +365,15 @@ people = st.builds(
     chunk_size=st.integers(1, 5),
     seed=st.integers(0, 1000),
 )
-def test_both_paths_agree_on_random_uploads_in_random_order(
-    restore_write_path: Engine,
+def test_both_dialects_agree_on_random_uploads_in_random_order(
+    databases: dict[str, str],
     tmp_path: Path,
     files: list[list[Backer]],
     chunk_size: int,
     seed: int,
 ) -> None:
-    outcome = both_paths(
-        restore_write_path,
+    outcome = both_dialects(
+        databases,
         tmp_path,
         [render("2020", f) for f in files],
         chunk_size,
@@ -327,11 +383,19 @@ def test_both_paths_agree_on_random_uploads_in_random_order(
     assert_latest_rows_won(outcome, files)
 
 
+@pytest.fixture
+def restore_write_path(db: Engine) -> Iterator[Engine]:
+    """The PostgreSQL database, with the default loader (COPY) restored after the test."""
+    yield db
+    use_write_path("auto")
+
+
 @pytest.mark.parametrize("path", PATHS)
-def test_postgres_uses_the_path_the_settings_name(restore_write_path: Engine, path: str) -> None:
+def test_postgres_loads_the_stages_the_way_the_settings_name(
+    restore_write_path: Engine, path: str
+) -> None:
     use_write_path(path)
     from pledgeflow.transform import build_frames
-    from pledgeflow.upserts import WriteTarget
     from pledgeflow_bench.exports import HEADERS
     from schemas.platforms import resolve_layout
 
@@ -350,11 +414,42 @@ def test_postgres_uses_the_path_the_settings_name(restore_write_path: Engine, pa
             ),
             {"p": project, "s": SHOP},
         ).scalar_one()
-        counts = write_frames(conn, WriteTarget(SHOP, project, upload, "kickstarter"), frames)
-        staged = conn.execute(text("SELECT to_regclass('pg_temp.pf_stage_pledge')")).scalar()
+        target = WriteTarget(SHOP, project, upload, "kickstarter")
+        counts, copies = write_chunk(conn, target, frames, keep=True)
+        staged = conn.execute(text("SELECT count(*) FROM pf_stage_pledge")).scalar()
 
     assert counts.tables["pledge"].created == 3
-    assert (staged is not None) == (path == "auto")
+    assert staged == 3  # either way the same stages, then the same statements
+    # Only COPY data can be kept for the row cache.
+    assert (copies is not None) == (path == "auto")
+
+
+def test_write_frames_writes_through_the_writers(restore_write_path: Engine) -> None:
+    from pledgeflow.transform import build_frames
+    from pledgeflow_bench.exports import HEADERS
+    from schemas.platforms import resolve_layout
+
+    headers = HEADERS["2020"]
+    rows = list(csv.reader(io.StringIO(render("2020", backers(3)).decode())))[1:]
+    frames = build_frames(headers, rows, 1, resolve_layout(tuple(headers)), None)
+    with restore_write_path.begin() as conn:
+        project = conn.execute(
+            text("INSERT INTO project (shop, name) VALUES (:s, :n) RETURNING id"),
+            {"s": SHOP, "n": PROJECT},
+        ).scalar_one()
+        upload = conn.execute(
+            text(
+                "INSERT INTO csv_upload (project_id, shop, filename) "
+                "VALUES (:p, :s, 'x.csv') RETURNING id"
+            ),
+            {"p": project, "s": SHOP},
+        ).scalar_one()
+        target = WriteTarget(SHOP, project, upload, "kickstarter")
+        first = write_frames(conn, target, frames)
+        again = write_frames(conn, target, frames)
+
+    assert first.tables["pledge"].created == 3
+    assert (again.tables["pledge"].created, again.tables["pledge"].unchanged) == (0, 3)
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -382,7 +477,7 @@ def test_an_email_too_long_for_its_column_is_a_rejected_row_not_a_failed_chunk(
 
 
 def test_a_chunk_processed_again_still_holds_its_rows(
-    restore_write_path: Engine, tmp_path: Path
+    databases: dict[str, str], tmp_path: Path
 ) -> None:
     """A worker whose lease ran out may still commit after another run redid its chunk: the rows
     then sit at exactly their own position, and the chunk still owns their survey and inventory.
@@ -392,14 +487,13 @@ def test_a_chunk_processed_again_still_holds_its_rows(
     rows[0].survey_at = "2021/01/02, 03:04"
     data = render("2020", rows)
     outcomes = []
-    for path in PATHS:
-        use_write_path(path)
-        with restore_write_path.begin() as conn:
-            conn.execute(text(f"TRUNCATE {DATA_TABLES} RESTART IDENTITY CASCADE"))
+    for dialect in DIALECTS:
+        engine = on_database(databases[dialect])
+        empty_tables(engine)
         upload_id = stage_file(write_file(tmp_path, "again.csv", data), shop=SHOP, project=PROJECT)
         (chunk_id,) = start_upload(upload_id).chunk_ids
         process_chunk(chunk_id)
-        with restore_write_path.begin() as conn:  # what the second run must put right
+        with engine.begin() as conn:  # what the second run must put right
             conn.execute(
                 text(
                     "UPDATE survey SET shipping_city = 'Elsewhere' "
@@ -415,21 +509,15 @@ def test_a_chunk_processed_again_still_holds_its_rows(
             )
             conn.execute(text("UPDATE csv_upload_chunk SET status = 'PENDING'"))
         process_chunk(chunk_id)
-        with restore_write_path.connect() as conn:
-            outcomes.append(
-                {
-                    name: sorted((tuple(r) for r in conn.execute(text(sql))), key=repr)
-                    for name, sql in STATE.items()
-                }
-            )
+        outcomes.append(read_state(engine))
 
-    portable, staged = outcomes
-    assert staged == portable
-    ((*_, stats, _),) = staged["chunk"]
+    on_sqlite, on_postgresql = outcomes
+    assert on_postgresql == on_sqlite
+    ((*_, stats, _),) = on_postgresql["chunk"]
     tables = json.loads(stats)
     assert (tables["survey"]["updated"], tables["survey"]["unchanged"]) == (1, 5)
     assert (tables["inventory"]["created"], tables["pledge"]["unchanged"]) == (1, 6)
-    assert {r[6] for r in staged["survey"]} == {"Springfield", None}
+    assert {r[6] for r in on_postgresql["survey"]} == {"Springfield", None}
 
 
 def test_a_copy_error_does_not_quote_the_row(restore_write_path: Engine) -> None:
@@ -437,12 +525,14 @@ def test_a_copy_error_does_not_quote_the_row(restore_write_path: Engine) -> None
     error the chunk records and Prefect logs keeps the message and SQLSTATE only."""
     email = "someone@example.com"
     with restore_write_path.connect() as conn:
-        conn.exec_driver_sql(CREATE_STAGES)
+        prepare_stages(conn)
         raw = conn.connection.driver_connection
         assert raw is not None
         with raw.cursor() as cursor, pytest.raises(DBAPIError) as raised:
             # currency is varchar(3)
-            _copy(cursor, STAGE_PRODUCT, [("reward", "1", "Deluxe", "1", Decimal("9.00"), email)])
+            copy_rows(
+                cursor, STAGE_PRODUCT, [("reward", "1", "Deluxe", "1", Decimal("9.00"), email)]
+            )
         conn.rollback()
 
     assert email not in str(raised.value)

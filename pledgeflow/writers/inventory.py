@@ -1,0 +1,73 @@
+"""Inventory lines of held pledges, upserted on (survey_id, product_id).
+
+Conflict rule: the latest row is the whole truth for its pledge: lines it lacks are deleted (a
+dropped add-on disappears), changed quantities are updated, equal ones are not written.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, and_, delete, exists, select, update
+
+from pledgeflow.writers.counts import TableCounts
+from pledgeflow.writers.dialects import created_flag, in_staged, upsert_into
+from pledgeflow.writers.guards import differs
+from pledgeflow.writers.stages import STAGE_INVENTORY, STAGE_PLEDGE, STAGE_PRODUCT
+from schemas.tables import INVENTORY
+
+
+def write_inventory(conn: Connection, staged: int) -> TableCounts:
+    """Make each held pledge's inventory equal the staged quantities; the counts per line."""
+    w, s, p = STAGE_INVENTORY, STAGE_PLEDGE, STAGE_PRODUCT
+    counts = TableCounts()
+    if staged:
+        conn.execute(
+            update(w)
+            .values(survey_id=s.c.survey_id, product_id=p.c.id)
+            .where(
+                s.c.pledge_id == w.c.pledge_key,
+                s.c.survey_id.isnot(None),
+                p.c.kind == w.c.product_kind,
+                p.c.product_key == w.c.product_key,
+            )
+        )
+    # Surveys that existed before this chunk may carry lines the latest row no longer has.
+    old_surveys = select(s.c.survey_id).where(
+        s.c.survey_id.isnot(None), s.c.survey_state.is_distinct_from("c")
+    )
+    wanted = exists().where(
+        w.c.survey_id == INVENTORY.c.survey_id, w.c.product_id == INVENTORY.c.product_id
+    )
+    counts.deleted = conn.execute(
+        delete(INVENTORY).where(in_staged(conn, INVENTORY.c.survey_id, old_surveys), ~wanted)
+    ).rowcount
+    if not staged:
+        return counts
+    stored = and_(INVENTORY.c.survey_id == w.c.survey_id, INVENTORY.c.product_id == w.c.product_id)
+    conn.execute(
+        update(w)
+        .values(same=select(INVENTORY.c.quantity == w.c.quantity).where(stored).scalar_subquery())
+        .where(s.c.survey_id == w.c.survey_id, s.c.survey_state.is_distinct_from("c"))
+    )
+    upsert = upsert_into(conn, INVENTORY).from_select(
+        ["survey_id", "product_id", "quantity"],
+        select(w.c.survey_id, w.c.product_id, w.c.quantity)
+        .where(w.c.survey_id.isnot(None), w.c.same.isnot(True))
+        .order_by(w.c.survey_id, w.c.product_id),
+    )
+    upsert = upsert.on_conflict_do_update(
+        index_elements=["survey_id", "product_id"],
+        set_={"quantity": upsert.excluded.quantity},
+        where=differs(INVENTORY.c, upsert.excluded, ["quantity"]),
+    ).returning(INVENTORY.c.survey_id, INVENTORY.c.product_id, created_flag(conn, INVENTORY))
+    written = {
+        (survey, product): "created" if created else "updated"
+        for survey, product, created in conn.execute(upsert)
+    }
+    for survey, product in conn.execute(
+        select(w.c.survey_id, w.c.product_id).distinct().where(w.c.survey_id.isnot(None))
+    ):
+        counts.keys.add(written.get((survey, product), "unchanged"), (survey, product))
+    counts.created = len(counts.keys.created)
+    counts.updated = len(counts.keys.updated)
+    counts.unchanged = len(counts.keys.unchanged)
+    return counts
