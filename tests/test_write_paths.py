@@ -25,17 +25,19 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from pledgeflow.chunks import process_chunk, write_frames
 from pledgeflow.database import get_engine
 from pledgeflow.staging import stage_file
+from pledgeflow.transform import ChunkFrames, build_frames
 from pledgeflow.uploads import aggregate_upload, start_upload
 from pledgeflow.writers import WriteTarget, write_chunk
 from pledgeflow.writers.stages import STAGE_PRODUCT, copy_rows, prepare_stages
-from pledgeflow_bench.exports import TIERS, Backer, backers, render
+from pledgeflow_bench.exports import HEADERS, TIERS, Backer, backers, render
+from schemas.platforms import resolve_layout
 from tests.conftest import DATA_TABLES, use_database, use_write_path
 from tests.helpers import write_file
 
@@ -390,31 +392,32 @@ def restore_write_path(db: Engine) -> Iterator[Engine]:
     use_write_path("auto")
 
 
+def three_backers(conn: Connection) -> tuple[WriteTarget, ChunkFrames]:
+    """A project and an upload for it, and the frames of a three-backer Kickstarter file."""
+    headers = HEADERS["2020"]
+    rows = list(csv.reader(io.StringIO(render("2020", backers(3)).decode())))[1:]
+    frames = build_frames(headers, rows, 1, resolve_layout(tuple(headers)), None)
+    project = conn.execute(
+        text("INSERT INTO project (shop, name) VALUES (:s, :n) RETURNING id"),
+        {"s": SHOP, "n": PROJECT},
+    ).scalar_one()
+    upload = conn.execute(
+        text(
+            "INSERT INTO csv_upload (project_id, shop, filename) "
+            "VALUES (:p, :s, 'x.csv') RETURNING id"
+        ),
+        {"p": project, "s": SHOP},
+    ).scalar_one()
+    return WriteTarget(SHOP, project, upload, "kickstarter"), frames
+
+
 @pytest.mark.parametrize("path", PATHS)
 def test_postgres_loads_the_stages_the_way_the_settings_name(
     restore_write_path: Engine, path: str
 ) -> None:
     use_write_path(path)
-    from pledgeflow.transform import build_frames
-    from pledgeflow_bench.exports import HEADERS
-    from schemas.platforms import resolve_layout
-
-    headers = HEADERS["2020"]
-    rows = list(csv.reader(io.StringIO(render("2020", backers(3)).decode())))[1:]
-    frames = build_frames(headers, rows, 1, resolve_layout(tuple(headers)), None)
     with restore_write_path.begin() as conn:
-        project = conn.execute(
-            text("INSERT INTO project (shop, name) VALUES (:s, :n) RETURNING id"),
-            {"s": SHOP, "n": PROJECT},
-        ).scalar_one()
-        upload = conn.execute(
-            text(
-                "INSERT INTO csv_upload (project_id, shop, filename) "
-                "VALUES (:p, :s, 'x.csv') RETURNING id"
-            ),
-            {"p": project, "s": SHOP},
-        ).scalar_one()
-        target = WriteTarget(SHOP, project, upload, "kickstarter")
+        target, frames = three_backers(conn)
         counts, copies = write_chunk(conn, target, frames, keep=True)
         staged = conn.execute(text("SELECT count(*) FROM pf_stage_pledge")).scalar()
 
@@ -425,26 +428,8 @@ def test_postgres_loads_the_stages_the_way_the_settings_name(
 
 
 def test_write_frames_writes_through_the_writers(restore_write_path: Engine) -> None:
-    from pledgeflow.transform import build_frames
-    from pledgeflow_bench.exports import HEADERS
-    from schemas.platforms import resolve_layout
-
-    headers = HEADERS["2020"]
-    rows = list(csv.reader(io.StringIO(render("2020", backers(3)).decode())))[1:]
-    frames = build_frames(headers, rows, 1, resolve_layout(tuple(headers)), None)
     with restore_write_path.begin() as conn:
-        project = conn.execute(
-            text("INSERT INTO project (shop, name) VALUES (:s, :n) RETURNING id"),
-            {"s": SHOP, "n": PROJECT},
-        ).scalar_one()
-        upload = conn.execute(
-            text(
-                "INSERT INTO csv_upload (project_id, shop, filename) "
-                "VALUES (:p, :s, 'x.csv') RETURNING id"
-            ),
-            {"p": project, "s": SHOP},
-        ).scalar_one()
-        target = WriteTarget(SHOP, project, upload, "kickstarter")
+        target, frames = three_backers(conn)
         first = write_frames(conn, target, frames)
         again = write_frames(conn, target, frames)
 
