@@ -17,7 +17,12 @@ from pledgeflow_bench.exports import backers, render
 from tests.conftest import DATA_TABLES
 from tests.helpers import checksums, import_path, write_file
 
-pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]
+# A Dask cluster of two processes and the Prefect harness: minutes on a busy machine.
+pytestmark = [
+    pytest.mark.usefixtures("prefect_harness"),
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+]
 
 
 def test_dask_cluster_of_two_processes_matches_the_thread_runner(
