@@ -9,71 +9,51 @@ Money is a plain decimal with no currency (the project's currency applies); ever
 
 from __future__ import annotations
 
-from schemas.layout import (
-    EMAIL,
-    PLEDGE_KEY,
-    Layout,
-    UnknownLayoutError,
-    answer_keys,
-    normalize_header,
+from schemas.layout import EMAIL, PLEDGE_KEY
+from schemas.platform_layout import PlatformLayout, Signature, Variant
+
+BACKERKIT = PlatformLayout(
+    platform="backerkit",
+    signatures=(
+        Signature(
+            "backerkit",
+            "funds added in backerkit",
+            frozenset({"funds added in backerkit"}),
+            ("Id", "Email", "Pledge Amount", "Funds Added in BackerKit"),
+        ),
+        Signature(
+            "backerkit",
+            "service guid + pledge status + survey answered at",
+            frozenset({"service guid", "pledge status", "survey answered at"}),
+            ("Id", "Service Guid", "Email", "Pledge Amount", "Pledge Status", "Survey Answered At"),
+        ),
+    ),
+    columns={
+        "Id": (PLEDGE_KEY,),
+        "Reward Id": ("reward_id",),
+        "Name": ("backer_name",),
+        "Email": (EMAIL,),
+        "Address Name": ("shipping_name",),
+        "Address Line 1": ("shipping_address_1",),
+        "Address Line 2": ("shipping_address_2",),
+        "Address City": ("shipping_city",),
+        "Address State": ("shipping_state",),
+        "Address Country": ("shipping_country_code", "country"),
+        "Address Postal Code": ("shipping_postal_code",),
+        "Address Phone Number": ("shipping_phone", "phone"),
+        "Pledge Amount": ("amount",),
+        "Pledge Status": ("status",),
+        "Pledged At": ("pledged_at",),
+        "Survey Answered At": ("responded_at",),
+        "Full Country": ("shipping_country_name",),
+        "Reward Price": ("reward_minimum",),
+        "Pledge Level Shipping Subtotal": ("shipping_amount",),
+    },
+    required=(("Id", PLEDGE_KEY), ("Email", EMAIL)),
+    variants=(Variant("2017 backer export, {items} SKU columns"),),
+    # Mapped and also kept whole in answers: only the title (before " - ") names the reward.
+    also_answers={"Reward Description": "reward_title"},
+    items_after="Total Spent",
+    fallbacks=(("backer_name", "shipping_name"),),
+    title_separator=" - ",
 )
-
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "id": (PLEDGE_KEY,),
-    "reward id": ("reward_id",),
-    "name": ("backer_name",),
-    "email": (EMAIL,),
-    "address name": ("shipping_name",),
-    "address line 1": ("shipping_address_1",),
-    "address line 2": ("shipping_address_2",),
-    "address city": ("shipping_city",),
-    "address state": ("shipping_state",),
-    "address country": ("shipping_country_code", "country"),
-    "address postal code": ("shipping_postal_code",),
-    "address phone number": ("shipping_phone", "phone"),
-    "pledge amount": ("amount",),
-    "pledge status": ("status",),
-    "pledged at": ("pledged_at",),
-    "survey answered at": ("responded_at",),
-    "full country": ("shipping_country_name",),
-    "reward price": ("reward_minimum",),
-    "pledge level shipping subtotal": ("shipping_amount",),
-}
-# Mapped and also kept whole in answers: only the title (before " - ") names the reward.
-ALSO_ANSWERS = frozenset({"reward description"})
-LAST_FIXED_COLUMN = "total spent"
-REQUIRED = (("Id", PLEDGE_KEY), ("Email", EMAIL))
-
-
-def backerkit_layout(headers: tuple[str, ...], signature: str) -> Layout:
-    """Map a BackerKit header row: named columns up to `Total Spent`, then SKU counts."""
-    names = [normalize_header(h) for h in headers]
-    skus_from = names.index(LAST_FIXED_COLUMN) + 1 if LAST_FIXED_COLUMN in names else len(names)
-    fields: dict[str, int] = {}
-    items: list[tuple[int, str]] = []
-    answers: list[tuple[int, str]] = []
-    for index, name in enumerate(names):
-        label = " ".join(headers[index].replace("\ufeff", "").split())
-        if index >= skus_from and label:
-            items.append((index, label))
-        elif name in COLUMNS and not any(f in fields for f in COLUMNS[name]):
-            for canonical in COLUMNS[name]:
-                fields[canonical] = index
-        else:
-            if name in ALSO_ANSWERS and "reward_title" not in fields:
-                fields["reward_title"] = index
-            answers.append((index, headers[index]))
-    missing = [header for header, field in REQUIRED if field not in fields]
-    if missing:
-        raise UnknownLayoutError("backerkit", missing)
-    return Layout(
-        platform="backerkit",
-        variant=f"2017 backer export, {len(items)} SKU columns",
-        signature=signature,
-        headers=headers,
-        fields=fields,
-        item_columns=tuple(items),
-        answer_columns=answer_keys(answers),
-        fallbacks=(("backer_name", "shipping_name"),),
-        title_separator=" - ",
-    )

@@ -4,48 +4,38 @@
 trimmed, lower-cased email: Gamefound holds one pledge per backer and project, so the email
 identifies the pledge, and re-importing the file changes nothing. With the column, a blank cell
 is rejected as `missing_key` like on every other platform, rather than mixing the two keys.
+`Bonus support` and any other column are answers.
 """
 
 from __future__ import annotations
 
-from schemas.layout import (
-    EMAIL,
-    PLEDGE_KEY,
-    Layout,
-    UnknownLayoutError,
-    answer_keys,
-    normalize_header,
+from schemas.layout import EMAIL, PLEDGE_KEY
+from schemas.platform_layout import PlatformLayout, Signature, Variant
+
+GAMEFOUND = PlatformLayout(
+    platform="gamefound",
+    signatures=(
+        # Its columns are also found in Kickstarter reports: it counts only when nothing
+        # stronger matches, and never beside Kickstarter's own columns.
+        Signature(
+            "gamefound",
+            "backer name + e-mail + pledge amount",
+            frozenset({"backer name", "pledge amount"}),
+            ("Backer name", "E-mail", "Pledge amount"),
+            any_of=(frozenset({"e-mail", "email"}),),
+            none_of=frozenset({"backer uid", "backer id", "pledged status"}),
+        ),
+    ),
+    columns={
+        "Backer number": (PLEDGE_KEY,),
+        "Backer name": ("backer_name",),
+        "E-mail": (EMAIL,),
+        "Email": (EMAIL,),
+        "Reward title": ("reward_title",),
+        "Pledge amount": ("amount",),
+    },
+    required=(("E-mail", EMAIL),),
+    variants=(Variant("pledge import template"),),
+    variant_suffixes=((", keyed by email", frozenset({"Backer number"})),),
+    key_from_email=True,
 )
-
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "backer number": (PLEDGE_KEY,),
-    "backer name": ("backer_name",),
-    "e-mail": (EMAIL,),
-    "email": (EMAIL,),
-    "reward title": ("reward_title",),
-    "pledge amount": ("amount",),
-}
-
-
-def gamefound_layout(headers: tuple[str, ...], signature: str) -> Layout:
-    """Map an import-template header row; `Bonus support` and any other column are answers."""
-    fields: dict[str, int] = {}
-    answers: list[tuple[int, str]] = []
-    for index, name in enumerate(normalize_header(h) for h in headers):
-        if name in COLUMNS and not any(f in fields for f in COLUMNS[name]):
-            for canonical in COLUMNS[name]:
-                fields[canonical] = index
-        else:
-            answers.append((index, headers[index]))
-    if EMAIL not in fields:
-        raise UnknownLayoutError("gamefound", ["E-mail"])
-    keyed_by_email = PLEDGE_KEY not in fields
-    return Layout(
-        platform="gamefound",
-        variant="pledge import template" + (", keyed by email" if keyed_by_email else ""),
-        signature=signature,
-        headers=headers,
-        fields=fields,
-        answer_columns=answer_keys(answers),
-        key_from_email=keyed_by_email,
-    )

@@ -6,11 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from difflib import SequenceMatcher
 
-from schemas.backerkit import COLUMNS as BACKERKIT_COLUMNS
-from schemas.gamefound import COLUMNS as GAMEFOUND_COLUMNS
-from schemas.indiegogo import COLUMNS as INDIEGOGO_COLUMNS
 from schemas.layout import CANONICAL_FIELDS, clean_label, normalize_header
-from schemas.platforms import KICKSTARTER_COLUMNS
+from schemas.platforms import LAYOUTS
 
 # How alike (0-1, difflib's ratio) a header must be to a field's known name to be suggested.
 MIN_LIKENESS = 0.75
@@ -20,8 +17,8 @@ def _known_names() -> dict[str, set[str]]:
     """Every canonical field's names: its own (`shipping_city` as `shipping city`) and each
     header a platform reads it from."""
     names: dict[str, set[str]] = {f: {f.replace("_", " ")} for f in CANONICAL_FIELDS}
-    for columns in (KICKSTARTER_COLUMNS, INDIEGOGO_COLUMNS, BACKERKIT_COLUMNS, GAMEFOUND_COLUMNS):
-        for header, fields in columns.items():
+    for layout in LAYOUTS:
+        for header, fields in layout.columns.items():
             for field in fields:
                 if field in names:
                     names[field].add(normalize_header(header))

@@ -16,11 +16,11 @@ from decimal import Decimal
 from typing import Any
 
 from pledgeflow_bench import exports
+from schemas.kickstarter import report_headers
 from tests import exports_backerkit, exports_gamefound, exports_indiegogo
 
-SURVEY = exports.SURVEY
 # 2015: the 13 columns of 2014, Billing columns already there, no Reward Title yet.
-HEADERS_2015 = [*exports.HEADERS["2014"], "Billing State/Province", "Billing Country", *SURVEY]
+HEADERS_2015 = report_headers("2015")
 
 
 def at(text: str) -> datetime:
