@@ -25,7 +25,7 @@ SQL_QUANTITY = r"^\s*[0-9]{0,9}\s*$"
 
 def candidate_columns(layout: Layout) -> list[int]:
     """The item columns whose values decide whether they are items."""
-    return [index for index, _ in layout.item_columns] if layout.platform == "kickstarter" else []
+    return [index for index, _ in layout.item_columns] if layout.items_by_value else []
 
 
 class QuantityWatch:

@@ -71,6 +71,9 @@ class Layout:
     title_separator: str | None = None
     # No pledge key column: pledges are keyed by the trimmed, lower-cased email.
     key_from_email: bool = False
+    # The item columns are a block of columns whose names say nothing of what they hold: each is
+    # an item only if the upload's values are quantities (`pledgeflow.quantity_columns`).
+    items_by_value: bool = False
 
     @property
     def unmapped_headers(self) -> list[str]:

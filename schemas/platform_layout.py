@@ -105,7 +105,8 @@ class PlatformLayout:
     also_answers: Mapping[str, str] = field(default_factory=dict)
     # `[Addon: id] name` columns: the pattern's groups are the add-on's id and name.
     addon_pattern: re.Pattern[str] | None = None
-    # Items stand before this header, in a variant `has_items` (Kickstarter's `Survey Response`).
+    # Items stand before this header, in a variant `has_items` (Kickstarter's `Survey Response`);
+    # their values decide whether they are items (`Layout.items_by_value`).
     items_before: str | None = None
     # Every named column after this header is an item counted per row (BackerKit's SKUs).
     items_after: str | None = None
@@ -199,6 +200,7 @@ def build_layout(spec: PlatformLayout, headers: tuple[str, ...], signature: str)
         fallbacks=spec.fallbacks,
         title_separator=spec.title_separator,
         key_from_email=spec.key_from_email and PLEDGE_KEY not in fields,
+        items_by_value=spec.items_before is not None,
     )
 
 
