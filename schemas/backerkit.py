@@ -16,15 +16,13 @@ BACKERKIT = PlatformLayout(
     platform="backerkit",
     signatures=(
         Signature(
-            "backerkit",
             "funds added in backerkit",
-            frozenset({"funds added in backerkit"}),
+            ("Funds Added in BackerKit",),
             ("Id", "Email", "Pledge Amount", "Funds Added in BackerKit"),
         ),
         Signature(
-            "backerkit",
             "service guid + pledge status + survey answered at",
-            frozenset({"service guid", "pledge status", "survey answered at"}),
+            ("Service Guid", "Pledge Status", "Survey Answered At"),
             ("Id", "Service Guid", "Email", "Pledge Amount", "Pledge Status", "Survey Answered At"),
         ),
     ),

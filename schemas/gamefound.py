@@ -18,12 +18,11 @@ GAMEFOUND = PlatformLayout(
         # Its columns are also found in Kickstarter reports: it counts only when nothing
         # stronger matches, and never beside Kickstarter's own columns.
         Signature(
-            "gamefound",
             "backer name + e-mail + pledge amount",
-            frozenset({"backer name", "pledge amount"}),
+            ("Backer name", "Pledge amount"),
             ("Backer name", "E-mail", "Pledge amount"),
-            any_of=(frozenset({"e-mail", "email"}),),
-            none_of=frozenset({"backer uid", "backer id", "pledged status"}),
+            any_of=(("E-mail", "Email"),),
+            none_of=("Backer UID", "Backer Id", "Pledged Status"),
         ),
     ),
     columns={

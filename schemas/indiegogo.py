@@ -13,11 +13,10 @@ INDIEGOGO = PlatformLayout(
     platform="indiegogo",
     signatures=(
         Signature(
-            "indiegogo",
             "perk id + perk + pledge id or order no.",
-            frozenset({"perk id", "perk"}),
+            ("Perk ID", "Perk"),
             ("Pledge ID", "Email", "Amount", "Perk ID", "Perk"),
-            any_of=(frozenset({"pledge id", "order no."}),),
+            any_of=(("Pledge ID", "Order No."),),
         ),
     ),
     columns={

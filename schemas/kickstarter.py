@@ -90,15 +90,13 @@ KICKSTARTER = PlatformLayout(
     platform="kickstarter",
     signatures=(
         Signature(
-            "kickstarter",
             "backer uid + pledged status",
-            frozenset({"backer uid", "pledged status"}),
+            ("Backer UID", "Pledged Status"),
             ("Backer Number", "Backer UID", "Email", "Pledge Amount", "Pledged Status"),
         ),
         Signature(
-            "kickstarter",
             "backer id + pledged status + rewards sent?",
-            frozenset({"backer id", "pledged status", "rewards sent?"}),
+            ("Backer Id", "Pledged Status", "Rewards Sent?"),
             ("Backer Id", "Email", "Pledge Amount", "Pledged Status", "Rewards Sent?"),
         ),
     ),

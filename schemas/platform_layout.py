@@ -14,8 +14,8 @@ exports of one platform differ in both across years and locales.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from schemas.layout import (
@@ -28,7 +28,7 @@ from schemas.layout import (
 )
 
 
-def _normalized(headers: frozenset[str] | tuple[str, ...]) -> frozenset[str]:
+def _normalized(headers: Iterable[str]) -> frozenset[str]:
     return frozenset(normalize_header(h) for h in headers)
 
 
@@ -36,24 +36,37 @@ def _normalized(headers: frozenset[str] | tuple[str, ...]) -> frozenset[str]:
 class Signature:
     """Headers whose presence identifies a platform, tried in precedence order."""
 
-    platform: str
     name: str
-    all_of: frozenset[str]
+    all_of: tuple[str, ...]
     # The headers a file of this platform is expected to have; used to name what an
     # unknown layout lacks relative to its closest platform.
     expected: tuple[str, ...]
-    # Each set needs at least one of its headers present; any one of them also stands for an
-    # expected header of the set (`Order No.` for `Pledge ID`).
-    any_of: tuple[frozenset[str], ...] = ()
+    # Each group needs at least one of its headers present; any one of them also stands for an
+    # expected header of the group (`Order No.` for `Pledge ID`).
+    any_of: tuple[tuple[str, ...], ...] = ()
     # Headers that rule the platform out (a damaged Kickstarter report is not Gamefound's).
-    none_of: frozenset[str] = frozenset()
+    none_of: tuple[str, ...] = ()
+    # Set by the platform layout that lists the signature.
+    platform: str = ""
+
+    @cached_property
+    def _all(self) -> frozenset[str]:
+        return _normalized(self.all_of)
+
+    @cached_property
+    def _groups(self) -> tuple[frozenset[str], ...]:
+        return tuple(_normalized(group) for group in self.any_of)
+
+    def ruled_out(self, present: set[str]) -> bool:
+        """Whether a set of normalized headers holds a header that rules the platform out."""
+        return bool(_normalized(self.none_of) & present)
 
     def matches(self, present: set[str]) -> bool:
         """Whether a set of normalized headers satisfies this signature."""
         return (
-            self.all_of <= present
-            and all(options & present for options in self.any_of)
-            and not self.none_of & present
+            self._all <= present
+            and all(group & present for group in self._groups)
+            and not self.ruled_out(present)
         )
 
     def missing(self, present: set[str]) -> list[str]:
@@ -61,7 +74,7 @@ class Signature:
         out = []
         for header in self.expected:
             name = normalize_header(header)
-            standing_in = {name}.union(*(s for s in self.any_of if name in s))
+            standing_in = {name}.union(*(g for g in self._groups if name in g))
             if not standing_in & present:
                 out.append(header)
         return out
@@ -120,6 +133,11 @@ class PlatformLayout:
     # Passed to the `Layout` as they are.
     fallbacks: tuple[tuple[str, str], ...] = ()
     title_separator: str | None = None
+
+    def __post_init__(self) -> None:
+        # Each signature names the platform it identifies: this one.
+        signatures = tuple(replace(s, platform=self.platform) for s in self.signatures)
+        object.__setattr__(self, "signatures", signatures)
 
     @cached_property
     def column_fields(self) -> dict[str, tuple[str, ...]]:

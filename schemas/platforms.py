@@ -17,39 +17,19 @@ from schemas.backerkit import BACKERKIT
 from schemas.gamefound import GAMEFOUND
 from schemas.indiegogo import INDIEGOGO
 from schemas.kickstarter import KICKSTARTER
-from schemas.layout import (
-    CANONICAL_FIELDS,
-    DATE_FIELDS,
-    EMAIL,
-    MONEY_FIELDS,
-    PLEDGE_KEY,
-    SURVEY_TEXT_FIELDS,
-    TEXT_FIELDS,
-    Layout,
-    UnknownLayoutError,
-    UnsupportedPlatformError,
-    normalize_header,
-)
+from schemas.layout import Layout, UnknownLayoutError, UnsupportedPlatformError, normalize_header
 from schemas.mappings import ColumnMapping, mapping_layout
 from schemas.platform_layout import PlatformLayout, Signature, build_layout
 
 __all__ = [
-    "CANONICAL_FIELDS",
-    "DATE_FIELDS",
-    "EMAIL",
     "LAYOUTS",
-    "MONEY_FIELDS",
     "PLATFORMS",
-    "PLEDGE_KEY",
-    "SURVEY_TEXT_FIELDS",
-    "TEXT_FIELDS",
     "Layout",
     "PlatformLayout",
     "Signature",
     "UnknownLayoutError",
     "UnsupportedPlatformError",
     "detect_platform",
-    "normalize_header",
     "resolve_layout",
     "signatures",
 ]
@@ -78,7 +58,7 @@ def detect_platform(headers: Sequence[str]) -> Signature:
 
 
 def _closest_miss(present: set[str]) -> UnknownLayoutError:
-    candidates = [s for s in signatures() if not s.none_of & present]
+    candidates = [s for s in signatures() if not s.ruled_out(present)]
     best = min(
         candidates,
         key=lambda s: (len(s.missing(present)) / len(s.expected), PLATFORMS.index(s.platform)),

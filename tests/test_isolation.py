@@ -22,6 +22,7 @@ from pledgeflow.settings import get_settings
 from pledgeflow.staging import stage_file
 from pledgeflow.summaries import chunk_outcomes, summary_markdown
 from pledgeflow_bench.exports import backers, render
+from schemas.kickstarter import BACKER, PLEDGED
 from tests.helpers import checksums, count, run_plain, store_web_app_upload, write_file
 
 
@@ -147,17 +148,7 @@ PAYLOADS = [
 def test_sql_html_and_formula_payloads_are_stored_verbatim_and_rendered_inert(
     db: Engine, tmp_path: Path
 ) -> None:
-    headers = [
-        "Backer Number",
-        "Backer UID",
-        "Backer Name",
-        "Email",
-        "Pledge Amount",
-        "Pledged At",
-        "Pledged Status",
-        "Notes",
-        *PAYLOADS,
-    ]
+    headers = [*BACKER, *PLEDGED, "Pledged Status", "Notes", *PAYLOADS]
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(headers)

@@ -26,9 +26,8 @@ CROWDMINT = PlatformLayout(
     platform="crowdmint",
     signatures=(
         Signature(
-            "crowdmint",
             "supporter ref + tier code",
-            frozenset({"supporter ref", "tier code"}),
+            ("Supporter Ref", "Tier Code"),
             ("Supporter Ref", "Mail", "Paid", "Tier Code"),
         ),
     ),

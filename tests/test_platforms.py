@@ -9,13 +9,11 @@ from typing import Any
 import pytest
 
 from pledgeflow_bench.exports import HEADERS, VARIANT_NAMES, backers, render
+from schemas.layout import EMAIL, PLEDGE_KEY, normalize_header
 from schemas.platforms import (
-    EMAIL,
-    PLEDGE_KEY,
     UnknownLayoutError,
     UnsupportedPlatformError,
     detect_platform,
-    normalize_header,
     resolve_layout,
 )
 from tests import exports_backerkit, exports_gamefound, exports_indiegogo
