@@ -107,15 +107,12 @@ def test_a_made_up_platform_given_as_a_layout_alone_imports_its_file(
         "supporters, 2 goods",
     )
     assert detection["unmapped_columns"] == ["Gift Note", "Total"]
-    assert outcome(db) == {
-        "backers": 3,
-        "pledges": 3,
-        "products": {"reward": 2, "addon": 1, "item": 2},
-        "surveys": 3,
-        "inventory": 5,
-        "units": {"Dice Bag": 3, "Mug": 3, "Poster": 1},
-        "sums": {"EUR": "206.00"},
-    }
+    held = outcome(db)
+    assert len(held) == 7
+    assert (held["backers"], held["pledges"], held["surveys"], held["inventory"]) == (3, 3, 3, 5)
+    assert held["products"] == {"reward": 2, "addon": 1, "item": 2}
+    assert held["units"] == {"Dice Bag": 3, "Mug": 3, "Poster": 1}
+    assert held["sums"] == {"EUR": "206.00"}
     with db.connect() as conn:
         stored = conn.execute(
             text(
