@@ -35,6 +35,6 @@ GAMEFOUND = PlatformLayout(
     },
     required=(("E-mail", EMAIL),),
     variants=(Variant("pledge import template"),),
-    variant_suffixes=((", keyed by email", frozenset({"Backer number"})),),
+    variant_suffixes=((", keyed by email", ("Backer number",)),),
     key_from_email=True,
 )

@@ -133,21 +133,21 @@ KICKSTARTER = PlatformLayout(
     variants=(
         Variant(
             "2024+",
-            frozenset({"Pledged At (UTC)", "Amount Due", "Pledge Over Time", "Late Pledge"}),
+            ("Pledged At (UTC)", "Amount Due", "Pledge Over Time", "Late Pledge"),
             has_items=True,
         ),
         Variant(
             "2020+",
-            frozenset({"Backing Minimum", "Bonus Support", "Fulfillment Status"}),
+            ("Backing Minimum", "Bonus Support", "Fulfillment Status"),
             has_items=True,
         ),
-        Variant("2017-2019", frozenset({"Reward Title"})),
-        Variant("2013", frozenset({"Backer Id"})),
+        Variant("2017-2019", ("Reward Title",)),
+        Variant("2013", ("Backer Id",)),
         # No Reward Title: the 2014-2017 layout, with Billing columns or without (2015 has them).
-        Variant("2014-2017", frozenset({"Reward ID", "Shipping Amount"})),
+        Variant("2014-2017", ("Reward ID", "Shipping Amount")),
         Variant("2014-2019"),  # the no-reward file's header is the same in those years
     ),
-    variant_suffixes=((" no-reward", frozenset({"Reward ID", "Reward Title", "Shipping Amount"})),),
+    variant_suffixes=((" no-reward", ("Reward ID", "Reward Title", "Shipping Amount")),),
     # Known columns with no canonical field: kept in survey.answers, never items.
     answers_only=frozenset(
         {

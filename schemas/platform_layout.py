@@ -86,7 +86,7 @@ class Variant:
 
     name: str
     # Any one of these headers marks the variant; none given: the variant of every other file.
-    when_any: frozenset[str] = frozenset()
+    when_any: tuple[str, ...] = ()
     # Columns standing between the pledge's columns and `items_before` are items (Kickstarter
     # 2020+), whatever their names.
     has_items: bool = False
@@ -111,7 +111,7 @@ class PlatformLayout:
     # The first variant that matches names the file; `{items}` and `{item_groups}` count them.
     variants: tuple[Variant, ...]
     # (suffix, headers): the suffix is added to the variant when none of the headers is present.
-    variant_suffixes: tuple[tuple[str, frozenset[str]], ...] = ()
+    variant_suffixes: tuple[tuple[str, tuple[str, ...]], ...] = ()
     # Known headers that only ever go to answers, never to items.
     answers_only: frozenset[str] = frozenset()
     # Header -> field it feeds while that field is unmapped; the column is also kept in answers.
@@ -135,6 +135,8 @@ class PlatformLayout:
     title_separator: str | None = None
 
     def __post_init__(self) -> None:
+        if not self.variants or self.variants[-1].when_any:
+            raise ValueError(f"{self.platform}: the last variant must name every other file")
         # Each signature names the platform it identifies: this one.
         signatures = tuple(replace(s, platform=self.platform) for s in self.signatures)
         object.__setattr__(self, "signatures", signatures)
