@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from pledgeflow_bench.exports import HEADERS, VARIANT_NAMES, backers, render
+from schemas.kickstarter import KICKSTARTER, REPORTS, report_headers
 from schemas.layout import EMAIL, PLEDGE_KEY, normalize_header
 from schemas.platforms import (
     UnknownLayoutError,
@@ -424,3 +425,14 @@ def test_forcing_a_platform_maps_by_its_columns(platform: str, missing: list[str
         layout = resolve_layout(headers, platform)
         assert (layout.platform, layout.signature) == (platform, "forced by caller")
         assert layout.fields[PLEDGE_KEY] == headers.index("Backer Number")
+
+
+def test_every_column_of_every_kickstarter_report_is_mapped_or_a_known_answer() -> None:
+    # The one list of Kickstarter's columns (schemas.kickstarter) and its layout agree.
+    known = {*KICKSTARTER.columns, *KICKSTARTER.answers_only}
+    for year, (pledge, survey) in REPORTS.items():
+        assert [h for h in (*pledge, *survey) if h not in known] == [], year
+        layout = resolve_layout(tuple(report_headers(year)))
+        assert layout.answer_columns == tuple(
+            (i, h) for i, h in enumerate(report_headers(year)) if h in KICKSTARTER.answers_only
+        )
