@@ -12,6 +12,8 @@ from pledgeflow_bench.exports import HEADERS, VARIANT_NAMES, backers, render
 from schemas.kickstarter import KICKSTARTER, REPORTS, report_headers
 from schemas.layout import EMAIL, PLEDGE_KEY, normalize_header
 from schemas.platforms import (
+    LAYOUTS,
+    PLATFORMS,
     UnknownLayoutError,
     UnsupportedPlatformError,
     detect_platform,
@@ -436,3 +438,9 @@ def test_every_column_of_every_kickstarter_report_is_mapped_or_a_known_answer() 
         assert layout.answer_columns == tuple(
             (i, h) for i, h in enumerate(report_headers(year)) if h in KICKSTARTER.answers_only
         )
+
+
+def test_every_platform_layout_is_a_platform_a_caller_may_name() -> None:
+    # Detection and forcing read the same layouts: an unlisted layout would be unreachable by
+    # name and break the closest-platform tie order.
+    assert sorted(layout.platform for layout in LAYOUTS) == sorted(PLATFORMS)
