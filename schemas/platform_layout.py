@@ -174,6 +174,8 @@ def build_layout(spec: PlatformLayout, headers: tuple[str, ...], signature: str)
     items: list[tuple[int, str]] = []
     groups: list[tuple[int, int | None]] = []
     answers: list[tuple[int, str]] = []
+    # A column is the first that applies of: an item after `items_after`, the first column of
+    # its canonical fields, an add-on, an item group, an item before `items_before`, an answer.
     for index, name in enumerate(names):
         label = clean_label(headers[index])
         canonical = spec.column_fields.get(name, ())
