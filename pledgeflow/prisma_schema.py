@@ -24,16 +24,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import sqltypes
 
-TABLES = (
-    "project",
-    "csv_upload",
-    "csv_upload_chunk",
-    "backer",
-    "product",
-    "pledge",
-    "survey",
-    "inventory",
-)
+from schemas.tables import TABLES
+
 # Tables Prisma Migrate must leave alone without a model: Alembic's own bookkeeping.
 UNMODELLED_TABLES = ("alembic_version",)
 # A list relation's name where the referencing model's plural would say less.

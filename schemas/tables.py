@@ -267,6 +267,8 @@ class Inventory(Touched, Base):
 
 
 DATA_TABLES = ("backer", "product", "pledge", "survey", "inventory")
+# Every table pledgeflow owns, each after the tables it references.
+TABLES = ("project", "csv_upload", "csv_upload_chunk", *DATA_TABLES)
 
 # Core handles on the tables, typed for the set-based statements that use them.
 PROJECT = cast(Table, Project.__table__)

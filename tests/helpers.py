@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from deployments.webhook import sign
 from pledgeflow.staging import stage_file
 from pledgeflow.uploads import UploadResult, read_upload
 from schemas.mappings import ColumnMapping
@@ -253,3 +255,23 @@ def held_pledges(engine: Engine, after_row: int) -> Iterator[Callable[[], None]]
         holder.close()
         with engine.begin() as conn:
             conn.execute(text("DROP TRIGGER test_hold ON pledge; DROP FUNCTION test_hold();"))
+
+
+class Poster(Protocol):
+    """What posts to the webhook: FastAPI's TestClient or an httpx client."""
+
+    def post(self, url: str, *, content: bytes, headers: dict[str, str]) -> Any: ...
+
+
+def deliver(client: Poster, secret: str, payload: dict[str, Any]) -> Any:
+    """POST `payload` to the webhook as the web app does: JSON, stamped now, signed."""
+    body = json.dumps(payload).encode()
+    stamp = str(int(time.time()))
+    return client.post(
+        "/webhooks/uploads",
+        content=body,
+        headers={
+            "X-Pledgeflow-Timestamp": stamp,
+            "X-Pledgeflow-Signature": sign(secret, stamp, body),
+        },
+    )

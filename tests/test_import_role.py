@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from typer.testing import CliRunner
 
-from deployments.webhook import create_app, sign
+from deployments.webhook import create_app
 from flows.process_upload import process_upload
 from flows.retry_upload import retry_upload
 from pledgeflow.cli import app
@@ -27,7 +25,7 @@ from pledgeflow.uploads import UploadResult
 from pledgeflow_bench.exports import backers, render
 from schemas.tables import Base
 from tests.conftest import ADMIN_URL, RUN_ID, use_database
-from tests.helpers import count, import_path, write_file
+from tests.helpers import count, deliver, import_path, write_file
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 PASSWORD = "Import-Pw-" + uuid.uuid4().hex[:12]
@@ -180,16 +178,7 @@ def test_an_import_a_retry_and_the_webhook_run_as_the_import_role(
         project="H",
     )
     cast(RunnerDeployment, process_upload.to_deployment(name="process-upload")).apply()
-    body = json.dumps({"upload_id": upload_id}).encode()
-    stamp = str(int(time.time()))
-    answer = TestClient(create_app()).post(
-        "/webhooks/uploads",
-        content=body,
-        headers={
-            "X-Pledgeflow-Timestamp": stamp,
-            "X-Pledgeflow-Signature": sign("role-secret", stamp, body),
-        },
-    )
+    answer = deliver(TestClient(create_app()), "role-secret", {"upload_id": upload_id})
     get_settings.cache_clear()
     assert answer.status_code == 202, answer.text
     stored_run = count(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import time
 from pathlib import Path
 from typing import cast
 
@@ -15,7 +13,7 @@ from prefect.deployments.runner import RunnerDeployment
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from deployments.webhook import create_app, sign
+from deployments.webhook import create_app
 from flows.process_upload import process_upload
 from pledgeflow.reports import write_rejected_csv
 from pledgeflow.settings import get_settings
@@ -23,7 +21,7 @@ from pledgeflow.staging import stage_file
 from pledgeflow.summaries import chunk_outcomes, summary_markdown
 from pledgeflow_bench.exports import backers, render
 from schemas.kickstarter import BACKER, PLEDGED
-from tests.helpers import checksums, count, run_plain, store_web_app_upload, write_file
+from tests.helpers import checksums, count, deliver, run_plain, store_web_app_upload, write_file
 
 
 def shop_rows(db: Engine, shop: str) -> list[tuple[object, ...]]:
@@ -110,16 +108,7 @@ def test_a_webhook_naming_a_shop_cannot_start_another_shops_upload(
     client = TestClient(create_app())
 
     def post(shop: str) -> int:
-        body = json.dumps({"upload_id": upload_id, "shop": shop}).encode()
-        stamp = str(int(time.time()))
-        answer = client.post(
-            "/webhooks/uploads",
-            content=body,
-            headers={
-                "X-Pledgeflow-Timestamp": stamp,
-                "X-Pledgeflow-Signature": sign("isolation-secret", stamp, body),
-            },
-        )
+        answer = deliver(client, "isolation-secret", {"upload_id": upload_id, "shop": shop})
         return int(answer.status_code)
 
     try:

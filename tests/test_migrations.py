@@ -15,18 +15,9 @@ from sqlalchemy.engine import Engine, make_url
 
 from pledgeflow.database import get_engine
 from pledgeflow.migrations.runner import alembic_config, downgrade, upgrade
+from schemas.tables import TABLES
 from tests.conftest import ADMIN_URL, use_database
 
-TABLES = {
-    "project",
-    "csv_upload",
-    "csv_upload_chunk",
-    "backer",
-    "product",
-    "pledge",
-    "survey",
-    "inventory",
-}
 NATURAL_KEYS = {
     "project": ("shop", "name"),
     "csv_upload_chunk": ("upload_id", "chunk_index"),
@@ -82,7 +73,7 @@ def test_upgrade_creates_tables_with_natural_keys(fresh_db: Engine) -> None:
 
     upgrade()
 
-    assert table_names(fresh_db) == TABLES
+    assert table_names(fresh_db) == set(TABLES)
     inspector = inspect(fresh_db)
     for table, key in NATURAL_KEYS.items():
         uniques = {tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)}
@@ -122,7 +113,7 @@ def test_downgrade_to_base_removes_everything_and_upgrade_again(fresh_db: Engine
     if fresh_db.dialect.name == "postgresql":
         assert not enum_exists(fresh_db)
     upgrade()
-    assert table_names(fresh_db) == TABLES
+    assert table_names(fresh_db) == set(TABLES)
 
 
 def test_models_and_migrations_do_not_drift(fresh_db: Engine) -> None:

@@ -16,7 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from pledgeflow.migrations.touch import drop_touch_trigger
-from pledgeflow.prisma_schema import TABLES, UNMODELLED_TABLES, render
+from pledgeflow.prisma_schema import UNMODELLED_TABLES, render
+from schemas.tables import TABLES
 
 CLIENTS = Path(__file__).resolve().parent.parent / "clients"
 SCHEMA = CLIENTS / "prisma" / "schema.prisma"

@@ -25,13 +25,13 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 from sqlalchemy.engine import Engine, make_url
 
-from deployments.webhook import create_app, sign
+from deployments.webhook import create_app
 from flows.process_upload import process_upload
 from pledgeflow.settings import get_settings
 from pledgeflow.staging import stage_file
 from pledgeflow_bench.exports import backers, render
 from tests.conftest import use_database
-from tests.helpers import store_web_app_upload, write_file
+from tests.helpers import deliver, store_web_app_upload, write_file
 from tests.services import wait_until
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -103,20 +103,14 @@ def test_no_secret_or_personal_data_in_logs_run_logs_or_artifacts(
         deployment = cast(RunnerDeployment, process_upload.to_deployment(name="process-upload"))
         deployment.apply()
         client = TestClient(create_app())
-        body = json.dumps({"upload_id": upload_id}).encode()
-        stamp = str(int(time.time()))
-        answer = client.post(
-            "/webhooks/uploads",
-            content=body,
-            headers={
-                "X-Pledgeflow-Timestamp": stamp,
-                "X-Pledgeflow-Signature": sign(WEBHOOK_SECRET, stamp, body),
-            },
-        )
+        answer = deliver(client, WEBHOOK_SECRET, {"upload_id": upload_id})
         refused = client.post(
             "/webhooks/uploads",
-            content=body,
-            headers={"X-Pledgeflow-Timestamp": stamp, "X-Pledgeflow-Signature": "sha256=00"},
+            content=json.dumps({"upload_id": upload_id}).encode(),
+            headers={
+                "X-Pledgeflow-Timestamp": str(int(time.time())),
+                "X-Pledgeflow-Signature": "sha256=00",
+            },
         )
     get_settings.cache_clear()
 

@@ -5,7 +5,6 @@ through a CSRF-protected server)."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,12 +18,12 @@ from prefect.deployments.runner import RunnerDeployment
 from sqlalchemy.engine import Engine
 
 from deployments import webhook
-from deployments.webhook import create_app, sign
+from deployments.webhook import create_app
 from flows.process_upload import process_upload
 from pledgeflow.settings import get_settings
 from pledgeflow.staging import stage_file
 from pledgeflow_bench.exports import backers, render
-from tests.helpers import write_file
+from tests.helpers import deliver, write_file
 
 SECRET = "client-" + uuid.uuid4().hex
 
@@ -42,16 +41,7 @@ def served(prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[T
 
 
 def _deliver(client: TestClient, upload_id: int) -> Any:
-    body = json.dumps({"upload_id": upload_id}).encode()
-    stamp = str(int(time.time()))
-    return client.post(
-        "/webhooks/uploads",
-        content=body,
-        headers={
-            "X-Pledgeflow-Timestamp": stamp,
-            "X-Pledgeflow-Signature": sign(SECRET, stamp, body),
-        },
-    )
+    return deliver(client, SECRET, {"upload_id": upload_id})
 
 
 def test_deliveries_one_after_another_reuse_one_client_and_one_deployment_lookup(

@@ -19,7 +19,7 @@ from flows.process_upload import process_upload
 from pledgeflow.settings import get_settings
 from pledgeflow.staging import stage_file
 from pledgeflow_bench.exports import backers, render
-from tests.helpers import write_file
+from tests.helpers import deliver, write_file
 
 OLD = "old-" + uuid.uuid4().hex
 NEW = "new-" + uuid.uuid4().hex
@@ -76,7 +76,7 @@ def webhook_for(
 def test_rotating_the_key_as_the_readme_says_fails_no_delivery(
     db: Engine, tmp_path: Path, webhook_for: Callable[..., TestClient]
 ) -> None:
-    def deliver(client: TestClient, key: str) -> tuple[int, str]:
+    def answer_to(client: TestClient, key: str) -> tuple[int, str]:
         # One upload per delivery, each of its own shop: every accepted one is a new run.
         shop = f"rotate-{uuid.uuid4().hex[:8]}.example.com"
         upload_id = stage_file(
@@ -84,29 +84,20 @@ def test_rotating_the_key_as_the_readme_says_fails_no_delivery(
             shop=shop,
             project="Rotate",
         )
-        body = json.dumps({"upload_id": upload_id}).encode()
-        stamp = str(int(time.time()))
-        answer = client.post(
-            "/webhooks/uploads",
-            content=body,
-            headers={
-                "X-Pledgeflow-Timestamp": stamp,
-                "X-Pledgeflow-Signature": sign(key, stamp, body),
-            },
-        )
+        answer = deliver(client, key, {"upload_id": upload_id})
         return answer.status_code, answer.text
 
     before = webhook_for(OLD)  # the web app signs with OLD
     during = webhook_for(NEW, OLD)  # step 1: the webhook takes NEW, keeps OLD
     after = webhook_for(NEW)  # step 3: the web app signs with NEW; OLD is dropped
     answers = {
-        "before, old key": deliver(before, OLD),
-        "before, new key": deliver(before, NEW),
-        "during, old key": deliver(during, OLD),
-        "during, new key": deliver(during, NEW),
-        "during, other key": deliver(during, OTHER),
-        "after, old key": deliver(after, OLD),
-        "after, new key": deliver(after, NEW),
+        "before, old key": answer_to(before, OLD),
+        "before, new key": answer_to(before, NEW),
+        "during, old key": answer_to(during, OLD),
+        "during, new key": answer_to(during, NEW),
+        "during, other key": answer_to(during, OTHER),
+        "after, old key": answer_to(after, OLD),
+        "after, new key": answer_to(after, NEW),
     }
 
     assert {k: status for k, (status, _) in answers.items()} == {

@@ -17,15 +17,29 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# The id type of every key column: bigint, but INTEGER on SQLite, whose rowid alias it must be.
+ID_TYPE = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _id() -> sa.Column[int]:
+    """The table's identity primary key column."""
+    return sa.Column("id", ID_TYPE, sa.Identity(always=False), nullable=False)
+
+
+def _ref(name: str, *, nullable: bool = False) -> sa.Column[int]:
+    """A column holding another table's id."""
+    return sa.Column(name, ID_TYPE, nullable=nullable)
+
+
+def _fk(column: str, target: str, name: str) -> sa.ForeignKeyConstraint:
+    """`column` references `target.id`, under the constraint name the models give it."""
+    return sa.ForeignKeyConstraint([column], [f"{target}.id"], name=op.f(name))
+
+
 def upgrade() -> None:
     op.create_table(
         "backer",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            sa.Identity(always=False),
-            nullable=False,
-        ),
+        _id(),
         sa.Column("shop", sa.String(length=255), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=False),
         sa.Column("name", sa.Text(), nullable=True),
@@ -39,12 +53,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "project",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            sa.Identity(always=False),
-            nullable=False,
-        ),
+        _id(),
         sa.Column("shop", sa.String(length=255), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=True),
@@ -56,15 +65,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "csv_upload",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            sa.Identity(always=False),
-            nullable=False,
-        ),
-        sa.Column(
-            "project_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        _id(),
+        _ref("project_id"),
         sa.Column("shop", sa.String(length=255), nullable=False),
         sa.Column("filename", sa.Text(), nullable=False),
         sa.Column("platform", sa.String(length=32), nullable=True),
@@ -88,9 +90,7 @@ def upgrade() -> None:
         ),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["project_id"], ["project.id"], name=op.f("fk_csv_upload_project_id_project")
-        ),
+        _fk("project_id", "project", "fk_csv_upload_project_id_project"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_csv_upload")),
     )
     with op.batch_alter_table("csv_upload", schema=None) as batch_op:
@@ -98,38 +98,22 @@ def upgrade() -> None:
 
     op.create_table(
         "product",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            sa.Identity(always=False),
-            nullable=False,
-        ),
-        sa.Column(
-            "project_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        _id(),
+        _ref("project_id"),
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("external_id", sa.Text(), nullable=True),
         sa.Column("price", sa.Numeric(precision=12, scale=2), nullable=True),
         sa.Column("currency", sa.String(length=3), nullable=True),
         sa.CheckConstraint("kind IN ('reward', 'addon', 'item')", name=op.f("ck_product_kind")),
-        sa.ForeignKeyConstraint(
-            ["project_id"], ["project.id"], name=op.f("fk_product_project_id_project")
-        ),
+        _fk("project_id", "project", "fk_product_project_id_project"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_product")),
         sa.UniqueConstraint("project_id", "name", name=op.f("uq_product_project_id_name")),
     )
     op.create_table(
         "csv_upload_chunk",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            sa.Identity(always=False),
-            nullable=False,
-        ),
-        sa.Column(
-            "upload_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        _id(),
+        _ref("upload_id"),
         sa.Column("chunk_index", sa.Integer(), nullable=False),
         sa.Column("data", sa.JSON(), nullable=False),
         sa.Column("first_row", sa.Integer(), nullable=False),
@@ -167,44 +151,23 @@ def upgrade() -> None:
 
     op.create_table(
         "pledge",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            sa.Identity(always=False),
-            nullable=False,
-        ),
-        sa.Column(
-            "project_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        _id(),
+        _ref("project_id"),
         sa.Column("pledge_id", sa.Text(), nullable=False),
-        sa.Column(
-            "backer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column(
-            "product_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
+        _ref("backer_id"),
+        _ref("product_id", nullable=True),
         sa.Column("amount", sa.Numeric(precision=12, scale=2), nullable=True),
         sa.Column("shipping_amount", sa.Numeric(precision=12, scale=2), nullable=True),
         sa.Column("currency", sa.String(length=3), nullable=True),
         sa.Column("status", sa.Text(), nullable=True),
         sa.Column("pledged_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("platform", sa.String(length=32), nullable=False),
-        sa.Column(
-            "upload_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        _ref("upload_id"),
         sa.Column("source_row", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["backer_id"], ["backer.id"], name=op.f("fk_pledge_backer_id_backer")
-        ),
-        sa.ForeignKeyConstraint(
-            ["product_id"], ["product.id"], name=op.f("fk_pledge_product_id_product")
-        ),
-        sa.ForeignKeyConstraint(
-            ["project_id"], ["project.id"], name=op.f("fk_pledge_project_id_project")
-        ),
-        sa.ForeignKeyConstraint(
-            ["upload_id"], ["csv_upload.id"], name=op.f("fk_pledge_upload_id_csv_upload")
-        ),
+        _fk("backer_id", "backer", "fk_pledge_backer_id_backer"),
+        _fk("product_id", "product", "fk_pledge_product_id_product"),
+        _fk("project_id", "project", "fk_pledge_project_id_project"),
+        _fk("upload_id", "csv_upload", "fk_pledge_upload_id_csv_upload"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pledge")),
         sa.UniqueConstraint("project_id", "pledge_id", name=op.f("uq_pledge_project_id_pledge_id")),
     )
@@ -215,18 +178,9 @@ def upgrade() -> None:
 
     op.create_table(
         "survey",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            sa.Identity(always=False),
-            nullable=False,
-        ),
-        sa.Column(
-            "pledge_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column(
-            "backer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        _id(),
+        _ref("pledge_id"),
+        _ref("backer_id"),
         sa.Column("responded_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("shipping_name", sa.Text(), nullable=True),
         sa.Column("shipping_address_1", sa.Text(), nullable=True),
@@ -241,12 +195,8 @@ def upgrade() -> None:
         sa.Column(
             "answers", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True
         ),
-        sa.ForeignKeyConstraint(
-            ["backer_id"], ["backer.id"], name=op.f("fk_survey_backer_id_backer")
-        ),
-        sa.ForeignKeyConstraint(
-            ["pledge_id"], ["pledge.id"], name=op.f("fk_survey_pledge_id_pledge")
-        ),
+        _fk("backer_id", "backer", "fk_survey_backer_id_backer"),
+        _fk("pledge_id", "pledge", "fk_survey_pledge_id_pledge"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_survey")),
         sa.UniqueConstraint("pledge_id", name=op.f("uq_survey_pledge_id")),
     )
@@ -255,25 +205,12 @@ def upgrade() -> None:
 
     op.create_table(
         "inventory",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            sa.Identity(always=False),
-            nullable=False,
-        ),
-        sa.Column(
-            "survey_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column(
-            "product_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        _id(),
+        _ref("survey_id"),
+        _ref("product_id"),
         sa.Column("quantity", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["product_id"], ["product.id"], name=op.f("fk_inventory_product_id_product")
-        ),
-        sa.ForeignKeyConstraint(
-            ["survey_id"], ["survey.id"], name=op.f("fk_inventory_survey_id_survey")
-        ),
+        _fk("product_id", "product", "fk_inventory_product_id_product"),
+        _fk("survey_id", "survey", "fk_inventory_survey_id_survey"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_inventory")),
         sa.UniqueConstraint(
             "survey_id", "product_id", name=op.f("uq_inventory_survey_id_product_id")
