@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from flows.process_upload import process_upload
 from pledgeflow.uploads import read_upload
@@ -16,6 +16,19 @@ from tests.helpers import checksums, count, import_path, store_web_app_upload, w
 pytestmark = pytest.mark.usefixtures("prefect_harness", "write_path")
 
 VARIANTS = ["2013", "2014", "2017", "2020", "2024", "no-reward"]
+
+
+def inventory_of(conn: Connection, pledge_key: str) -> dict[str, int]:
+    """The inventory lines of one pledge: product name → quantity."""
+    rows = conn.execute(
+        text(
+            "SELECT pr.name, quantity FROM inventory i JOIN survey s ON s.id = i.survey_id "
+            "JOIN pledge p ON p.id = s.pledge_id JOIN product pr ON pr.id = i.product_id "
+            "WHERE p.pledge_id = :key"
+        ),
+        {"key": pledge_key},
+    )
+    return {name: quantity for name, quantity in rows}
 
 
 def expected_reward_products(variant: str, rows: list[Backer]) -> int:
@@ -222,15 +235,7 @@ def test_later_row_wins_across_chunks_whatever_the_commit_order(db: Engine, tmp_
                 "WHERE pledge_id = '1'"
             )
         ).one()
-        lines: dict[str, int] = dict(
-            conn.execute(
-                text(
-                    "SELECT pr.name, quantity FROM inventory i JOIN survey s ON s.id = i.survey_id "
-                    "JOIN pledge p ON p.id = s.pledge_id JOIN product pr ON pr.id = i.product_id "
-                    "WHERE p.pledge_id = '1'"
-                )
-            ).all()
-        )
+        lines = inventory_of(conn, "1")
     assert tuple(pledge) == ("500.00", "Renamed", TIERS[2][0])
     assert lines == {"Sleeves": 1}
     assert (second.stats or {})["tables"]["pledge"]["created"] == 0
@@ -271,15 +276,7 @@ def test_reimport_replaces_inventory_so_dropped_addons_disappear(
     second = import_path(write_file(tmp_path, "v2.csv", render("2020", rows)))
 
     with db.connect() as conn:
-        lines: dict[str, int] = dict(
-            conn.execute(
-                text(
-                    "SELECT pr.name, quantity FROM inventory i JOIN survey s ON s.id = i.survey_id "
-                    "JOIN pledge p ON p.id = s.pledge_id JOIN product pr ON pr.id = i.product_id "
-                    "WHERE p.pledge_id = '1'"
-                )
-            ).all()
-        )
+        lines = inventory_of(conn, "1")
     assert lines == {"Dice Tower": 2}
     assert (second.stats or {})["tables"]["inventory"]["deleted"] == 1
 
