@@ -85,15 +85,21 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark `services` every test that needs PostgreSQL, Redis or Prefect, from its fixtures
     (a test reaching them otherwise carries the mark itself); refuse a test using the shared
-    stack outside STACK_GROUPS (it would build a stack of its own on any worker); and list
-    `slow` tests first, so that xdist starts the long ones early."""
+    stack outside STACK_GROUPS (it would build a stack of its own on any worker); and list the
+    stack's tests first, one after the other (the stack stops after the last of a run of them:
+    tests/stack.py), then the other `slow` tests, so that the long ones start early."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if SERVICE_FIXTURES & fixtures:
             item.add_marker(pytest.mark.services)
         if "stack" in fixtures and item.path.name not in STACK_GROUPS:
             raise pytest.UsageError(f"{item.nodeid} uses the stack: add it to STACK_GROUPS")
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    items.sort(
+        key=lambda item: (
+            item.path.name not in STACK_GROUPS,
+            item.get_closest_marker("slow") is None,
+        )
+    )
 
 
 def use_database(url: str) -> None:

@@ -3,7 +3,9 @@
 A Prefect server on its own PostgreSQL database with basic auth and CSRF protection on, the
 deployments of prefect.yaml, a process worker and the webhook; worker and webhook log in to
 PostgreSQL as an import role granted by `pledgeflow db grant`, through a URL carrying a password.
-Every client sends the auth string. Started once per session (registered in conftest).
+Every client sends the auth string. Started by the first test that uses it and stopped as soon as
+the next test on the worker does not (conftest keeps a group's tests together), so that its idle
+server, worker and webhook do not take CPU from the rest of the session (registered in conftest).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,8 +138,58 @@ def import_role_url(pg_url: str) -> Iterator[str]:
         owner.dispose()
 
 
-@pytest.fixture(scope="session")
-def stack(import_role_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+class _Running:
+    """The stack while it runs: what stops it, or the error its start ended with."""
+
+    exits: ExitStack | None = None
+    stack: Stack | None = None
+    error: BaseException | None = None
+
+
+@pytest.fixture
+def stack(import_role_url: str, tmp_path_factory: pytest.TempPathFactory) -> Stack:
+    """The running stack, started by the first test that asks for it (a failed start fails
+    every test asking, as a session fixture's would)."""
+    if _Running.error is not None:
+        raise _Running.error
+    if _Running.stack is None:
+        exits = ExitStack()
+        try:
+            _Running.stack = exits.enter_context(_locked_stack(import_role_url, tmp_path_factory))
+        except BaseException as exc:
+            _Running.error = exc
+            exits.close()
+            raise
+        _Running.exits = exits
+    return _Running.stack
+
+
+def stop_stack() -> None:
+    """Stop the stack if it runs; the next test asking for it starts a new one."""
+    exits, _Running.exits, _Running.stack = _Running.exits, None, None
+    if exits is not None:
+        exits.close()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the stack after the last of a run of tests using it, before the session's fixtures
+    (its database and import role) go: an idle server polled every second by its worker took a
+    few percent of a core until the worker's session ended."""
+    if "stack" in getattr(item, "fixturenames", ()) and (
+        nextitem is None or "stack" not in getattr(nextitem, "fixturenames", ())
+    ):
+        stop_stack()
+
+
+def pytest_sessionfinish() -> None:
+    stop_stack()
+
+
+@contextmanager
+def _locked_stack(
+    import_role_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     """A locked Prefect server (on its own PostgreSQL database), the deployments, a worker and
     the webhook, the last two as the import role."""
     home = tmp_path_factory.mktemp("prefect-home")
