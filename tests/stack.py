@@ -223,6 +223,10 @@ def _locked_stack(
         # A run refused a concurrency slot asks again after 2 s, not Prefect's 30 s, so tests
         # that deliver more uploads than the limit are not three 30 s waves long.
         "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2",
+        # No runs from deployment schedules: the sweep's every-ten-minutes run (asserted as
+        # declared, never run by a test) cost a flow-run process (~5 s of CPU) per stack and
+        # ten minutes, and landed between the tests' runs on the worker.
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
     }
     client_env = {
         **base,

@@ -82,6 +82,9 @@ def burst(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Bur
         "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "200",
         # The README's production setting: a run queued by a deployment limit asks again soon.
         "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2",
+        # No runs from deployment schedules: the sweep's scheduled run is a flow-run process
+        # beside the burst's (its CPU, and a process the run limits do not cover).
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
     }
     client_env = {
         **base,
