@@ -106,6 +106,13 @@ def clean(own_db: str, exports: dict[str, Path]) -> dict[str, Any]:
     return found
 
 
+@pytest.fixture(scope="module")
+def clean_small(own_db: str, exports: dict[str, Path]) -> dict[str, Any]:
+    """The clean import of the small export, which two tests compare with."""
+    use_database(own_db)
+    return clean_import(exports["small"], SMALL_CHUNK_SIZE)
+
+
 @pytest.fixture
 def export(exports: dict[str, Path]) -> Path:
     return exports["large"]
@@ -358,8 +365,8 @@ def test_a_chunk_whose_retries_are_spent_fails_the_upload_and_retry_takes_it_at_
     exports: dict[str, Path],
     serialization_failures: Callable[[bool], None],
     monkeypatch: pytest.MonkeyPatch,
+    clean_small: dict[str, Any],
 ) -> None:
-    clean = clean_import(exports["small"], SMALL_CHUNK_SIZE)
     monkeypatch.setenv("PLEDGEFLOW_TRANSIENT_RETRY_SECONDS", "3")
     get_settings.cache_clear()
     serialization_failures(True)
@@ -404,7 +411,7 @@ def test_a_chunk_whose_retries_are_spent_fails_the_upload_and_retry_takes_it_at_
 
     assert retried.returncode == 0, retried.stdout + retried.stderr[-3000:]
     assert read_upload(upload_id).status == "COMPLETED"
-    assert checksums(fault_db) == clean["sums"]
+    assert checksums(fault_db) == clean_small["sums"]
     print(f"\nFAULT retries spent: retry completed in {retry_seconds:.1f} s")
 
 
@@ -431,9 +438,8 @@ def test_redis_killed_mid_import_and_left_down_equals_a_clean_import(
 
 
 def test_no_free_connection_slot_is_retried_until_one_frees(
-    fault_db: Engine, own_pg: OwnPostgres, exports: dict[str, Path]
+    fault_db: Engine, own_pg: OwnPostgres, exports: dict[str, Path], clean_small: dict[str, Any]
 ) -> None:
-    clean = clean_import(exports["small"], SMALL_CHUNK_SIZE)
     upload_id = stage_file(
         exports["small"], shop=SHOP, project="Campaign", chunk_size=SMALL_CHUNK_SIZE
     )
@@ -462,5 +468,5 @@ def test_no_free_connection_slot_is_retried_until_one_frees(
 
     assert state.is_completed(), state.message
     assert read_upload(upload_id).status == "COMPLETED"
-    assert checksums(fault_db) == clean["sums"]
+    assert checksums(fault_db) == clean_small["sums"]
     print(f"\nFAULT all {len(held)} slots held 6 s: import completed in {seconds:.1f} s")
