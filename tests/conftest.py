@@ -38,7 +38,8 @@ RUN_ID = uuid.uuid4().hex[:10]
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 DATA_TABLES = "inventory, survey, pledge, product, backer, csv_upload_chunk, csv_upload, project"
-# The locked production stack (Prefect server with auth, worker, webhook), shared by the session.
+# The locked production stack (Prefect server with auth, worker, webhook), shared by the tests
+# that use it, one after the other.
 pytest_plugins = ["tests.stack"]
 
 
@@ -52,7 +53,7 @@ SERVICE_FIXTURES = {"pg_url", "redis_client", "prefect_harness"}
 # The stack's modules form two groups: one stack's tests, one after the other, took 6-7 minutes,
 # the longest unit of the suite; two groups can run on two workers at once, each with a stack of
 # its own (the stack's databases, role and key prefix are named after the worker's RUN_ID). On one
-# worker, both groups share its one stack, as before.
+# worker, both groups share its one stack when they run one after the other (as with one worker).
 STACK_GROUPS = {
     "test_deployments_e2e.py": "stack-webhook",
     "test_web_app_client.py": "stack-webhook",
