@@ -7,12 +7,10 @@ import logging
 import os
 import socket
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import uuid4
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Engine, Row, func, or_, select, update
+from sqlalchemy import Connection, Engine, Row, select
 from sqlalchemy.exc import DBAPIError
 
 from pledgeflow.chunk_digest import as_data_digest, chunk_digest, chunk_inputs, data_digest_column
@@ -25,6 +23,7 @@ from pledgeflow.retries import retry_transient, transient_retrying
 from pledgeflow.row_cache import ChunkRows, RowCache
 from pledgeflow.settings import get_settings
 from pledgeflow.settlement import write_mode
+from pledgeflow.status import claim_chunk, complete_chunk, local_owner, mark_chunk_failed
 from pledgeflow.transform import ChunkFrames, build_frames, rows_by_code
 from pledgeflow.upload_dates import stored_dates
 from pledgeflow.writers import (
@@ -54,57 +53,15 @@ class ChunkSummary(BaseModel):
     claimed: bool = True
     error: str | None = None
 
-
-def now() -> datetime:
-    """The current time in UTC."""
-    return datetime.now(UTC)
-
-
-def flow_run_owner(flow_run_id: object) -> str:
-    """The claim token of a flow run: its retries (of a task or the whole run) share it."""
-    return f"flow-run:{flow_run_id}"
-
-
-def local_owner() -> str:
-    """A claim token for a chunk processed outside a flow run: this call alone may take it back."""
-    return f"local:{uuid4().hex}"
-
-
-def claimable(lease_seconds: int, owner: str | None = None) -> Any:
-    """Chunk states a run may take: pending, failed, processing past its lease, or processing
-    under `owner`'s own claim (a retry of the run that claimed it takes it back at once)."""
-    expired = now() - timedelta(seconds=lease_seconds)
-    chunk = CsvUploadChunk
-    processing = chunk.status == UploadStatus.PROCESSING
-    states = [
-        chunk.status.in_([UploadStatus.PENDING, UploadStatus.FAILED]),
-        processing & (chunk.started_at < expired),
-    ]
-    if owner:
-        states.append(processing & (chunk.claimed_by == owner))
-    return or_(*states)
-
-
-def claim_chunk(
-    chunk_id: int, lease_seconds: int | None = None, owner: str | None = None
-) -> int | None:
-    """Atomically move a claimable chunk to PROCESSING under `owner` and commit; return its
-    index, or None when it is completed or another run holds it."""
-    lease = lease_seconds or get_settings().chunk_lease_seconds
-    with transaction() as conn:
-        row = conn.execute(
-            update(CsvUploadChunk)
-            .where(CsvUploadChunk.id == chunk_id, claimable(lease, owner))
-            .values(
-                status=UploadStatus.PROCESSING,
-                claimed_by=owner or local_owner(),
-                started_at=now(),
-                completed_at=None,
-                attempts=CsvUploadChunk.attempts + 1,
-            )
-            .returning(CsvUploadChunk.chunk_index)
-        ).first()
-    return None if row is None else int(row.chunk_index)
+    @classmethod
+    def completed(cls, chunk_id: int, chunk_index: int, **counts: Any) -> ChunkSummary:
+        """A chunk that is COMPLETED, with its `imported_rows` and `rejected_rows`."""
+        return cls(
+            chunk_id=chunk_id,
+            chunk_index=chunk_index,
+            status=UploadStatus.COMPLETED.value,
+            **counts,
+        )
 
 
 def process_chunk(chunk_id: int, owner: str | None = None) -> ChunkSummary:
@@ -144,12 +101,7 @@ def _claim_and_import(chunk_id: int, owner: str) -> ChunkSummary:
             raise ChunkBusyError(f"chunk {chunk_id} is being processed by another run")
         # Also the way back from a commit whose acknowledgement was lost: its rows are in.
         logger.info("chunk %s already completed, skipped", chunk_id)
-        return ChunkSummary(
-            chunk_id=chunk_id,
-            chunk_index=status.chunk_index,
-            status=UploadStatus.COMPLETED.value,
-            claimed=False,
-        )
+        return ChunkSummary.completed(chunk_id, status.chunk_index, claimed=False)
     started = time.perf_counter()
     try:
         summary = _import_claimed(chunk_id, started)
@@ -262,10 +214,9 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
                 started=started,
             )
         if skipped is not None:
-            return ChunkSummary(
-                chunk_id=chunk_id,
-                chunk_index=chunk.chunk_index,
-                status=UploadStatus.COMPLETED.value,
+            return ChunkSummary.completed(
+                chunk_id,
+                chunk.chunk_index,
                 imported_rows=skipped.imported_rows,
                 rejected_rows=skipped.rejected_rows,
             )
@@ -304,10 +255,9 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
         copies = complete(ready, keep=True)
     if cache is not None and key is not None and entry is None and copies is not None:
         cache.put(key, ready, copies)
-    return ChunkSummary(
-        chunk_id=chunk_id,
-        chunk_index=chunk.chunk_index,
-        status=UploadStatus.COMPLETED.value,
+    return ChunkSummary.completed(
+        chunk_id,
+        chunk.chunk_index,
         imported_rows=ready.imported_rows,
         rejected_rows=ready.rejected_rows,
     )
@@ -337,27 +287,23 @@ def _complete(
     )
     with transaction(engine) as tx:
         counts, copies = write_chunk(tx, target, ready.rows, keep=keep)
-        tx.execute(
-            update(CsvUploadChunk)
-            .where(CsvUploadChunk.id == chunk_id)
-            .values(
-                status=UploadStatus.COMPLETED,
-                digest=digest,
-                imported_rows=ready.imported_rows,
-                rejected_rows=ready.rejected_rows,
-                errors={"rejected": ready.rejected, "error": None},
-                stats={
-                    "tables": counts.as_dict(),
-                    "keys": counts.keys_packed(chunk.project_id),
-                    "by_code": rows_by_code(ready.rejected),
-                    "warnings": ready.warnings,
-                    "seconds": round(time.perf_counter() - started, 4),
-                    # Which process wrote it: ops can tell workers (or Dask processes) apart.
-                    "worker": f"{socket.gethostname()}:{os.getpid()}",
-                    "rows_from_cache": isinstance(ready.rows, StagedCopies),
-                },
-                completed_at=now(),
-            )
+        complete_chunk(
+            tx,
+            chunk_id,
+            imported_rows=ready.imported_rows,
+            rejected=ready.rejected,
+            rejected_rows=ready.rejected_rows,
+            stats={
+                "tables": counts.as_dict(),
+                "keys": counts.keys_packed(chunk.project_id),
+                "by_code": rows_by_code(ready.rejected),
+                "warnings": ready.warnings,
+                "seconds": round(time.perf_counter() - started, 4),
+                # Which process wrote it: ops can tell workers (or Dask processes) apart.
+                "worker": f"{socket.gethostname()}:{os.getpid()}",
+                "rows_from_cache": isinstance(ready.rows, StagedCopies),
+            },
+            digest=digest,
         )
         refresh_upload_counters(tx, chunk.upload_id)
     return copies
@@ -386,75 +332,3 @@ def _mapped(
 def write_frames(conn: Connection, target: WriteTarget, frames: ChunkFrames) -> WriteCounts:
     """Write a chunk's frames through the writers (`pledgeflow.writers`)."""
     return write_chunk(conn, target, frames)[0]
-
-
-def mark_chunk_failed(chunk_id: int, code: str, message: str, owner: str | None = None) -> bool:
-    """Record that a chunk could not be processed as a whole (its rows were rolled back);
-    only while `owner` still holds it, and never over a COMPLETED chunk. True if recorded."""
-    held = CsvUploadChunk.status != UploadStatus.COMPLETED
-    if owner is not None:
-        held = held & (CsvUploadChunk.claimed_by == owner)
-    with transaction() as conn:
-        upload_id = conn.execute(
-            update(CsvUploadChunk)
-            .where(CsvUploadChunk.id == chunk_id, held)
-            .values(
-                status=UploadStatus.FAILED,
-                errors={"rejected": [], "error": {"code": code, "message": message}},
-                imported_rows=0,
-                rejected_rows=0,
-                completed_at=now(),
-            )
-            .returning(CsvUploadChunk.upload_id)
-        ).scalar()
-        if upload_id is not None:
-            refresh_upload_counters(conn, upload_id)
-    if upload_id is not None:
-        logger.warning("chunk %s failed: %s", chunk_id, code)
-    return upload_id is not None
-
-
-def chunks_held_elsewhere(upload_id: int, owner: str) -> int:
-    """How many of an upload's chunks another run holds within its lease (that run will
-    aggregate the upload, so a run ending without it must leave the upload's status alone)."""
-    expired = now() - timedelta(seconds=get_settings().chunk_lease_seconds)
-    with get_engine().connect() as conn:
-        return int(
-            conn.execute(
-                select(func.count())
-                .select_from(CsvUploadChunk)
-                .where(
-                    CsvUploadChunk.upload_id == upload_id,
-                    CsvUploadChunk.status == UploadStatus.PROCESSING,
-                    CsvUploadChunk.started_at >= expired,
-                    or_(CsvUploadChunk.claimed_by.is_(None), CsvUploadChunk.claimed_by != owner),
-                )
-            ).scalar_one()
-        )
-
-
-def fail_unstarted_chunks(errors: dict[int, str]) -> int:
-    """Mark FAILED each chunk still PENDING whose task failed before claiming it.
-
-    Such a task failed in the orchestration around it (a lost Redis lock or result store),
-    not on its rows; recording it lets the upload end FAILED and a retry pick it up.
-    """
-    marked = 0
-    for chunk_id, message in sorted(errors.items()):
-        with transaction() as conn:
-            marked += conn.execute(
-                update(CsvUploadChunk)
-                .where(
-                    CsvUploadChunk.id == chunk_id,
-                    CsvUploadChunk.status == UploadStatus.PENDING,
-                )
-                .values(
-                    status=UploadStatus.FAILED,
-                    errors={
-                        "rejected": [],
-                        "error": {"code": "task_failed", "message": message[:400]},
-                    },
-                    completed_at=now(),
-                )
-            ).rowcount
-    return marked

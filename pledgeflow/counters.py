@@ -30,25 +30,15 @@ def refresh_upload_counters(conn: Connection, upload_id: int) -> None:
     def total(value: Any) -> Any:
         return func.coalesce(func.sum(value), 0)
 
+    # Labelled as the upload's columns they set.
     counts = conn.execute(
         select(
-            func.count().label("chunks"),
-            total(chunk.row_count).label("rows"),
-            total(case((completed, 1), else_=0)).label("completed"),
-            total(case((chunk.status == UploadStatus.FAILED, 1), else_=0)).label("failed"),
-            total(case((completed, chunk.imported_rows), else_=0)).label("imported"),
-            total(case((completed, chunk.rejected_rows), else_=0)).label("rejected"),
+            func.count().label("total_chunks"),
+            total(chunk.row_count).label("total_rows"),
+            total(case((completed, 1), else_=0)).label("completed_chunks"),
+            total(case((chunk.status == UploadStatus.FAILED, 1), else_=0)).label("failed_chunks"),
+            total(case((completed, chunk.imported_rows), else_=0)).label("imported_rows"),
+            total(case((completed, chunk.rejected_rows), else_=0)).label("rejected_rows"),
         ).where(chunk.upload_id == upload_id)
     ).one()
-    conn.execute(
-        update(UPLOAD)
-        .where(UPLOAD.c.id == upload_id)
-        .values(
-            total_rows=counts.rows,
-            total_chunks=counts.chunks,
-            completed_chunks=counts.completed,
-            failed_chunks=counts.failed,
-            imported_rows=counts.imported,
-            rejected_rows=counts.rejected,
-        )
-    )
+    conn.execute(update(UPLOAD).where(UPLOAD.c.id == upload_id).values(**counts._mapping))

@@ -15,24 +15,21 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 
-from pledgeflow.chunks import answers_by_value, chunk_layout, now
+from pledgeflow.chunks import answers_by_value, chunk_layout
 from pledgeflow.currencies import currency_summary
 from pledgeflow.database import get_engine, rolled_back, transaction
-from pledgeflow.distinct import DistinctCounts
 from pledgeflow.failures import ChunkDataError, UploadNotFoundError, is_transient
-from pledgeflow.settlement import settled_warnings, write_mode
+from pledgeflow.settlement import write_mode
+from pledgeflow.status import ChunkOutcome, UploadResult, aggregate, chunk_errors, now
 from pledgeflow.transform import build_frames, rows_by_code
 from pledgeflow.upload_dates import stored_dates
-from pledgeflow.uploads import SAMPLE_SIZE, UploadResult, rejection_failure, staging_warnings
-from pledgeflow.value_rules import merge_warnings
 from pledgeflow.writers import WriteTarget, write_chunk
-from schemas.tables import DATA_TABLES, UPLOAD, CsvUpload, CsvUploadChunk, Project, UploadStatus
+from schemas.tables import UPLOAD, CsvUpload, CsvUploadChunk, Project, UploadStatus
 
 logger = logging.getLogger(__name__)
 
@@ -74,23 +71,20 @@ def dry_run_upload(upload_id: int, error: dict[str, Any] | None = None) -> Uploa
             .order_by(CsvUploadChunk.chunk_index)
         ).all()
 
-    distinct = DistinctCounts(DATA_TABLES)
-    by_code: Counter[str] = Counter()
-    sample: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
     # Rejections are written to the chunk rows once the data transaction is rolled back;
     # meanwhile each chunk's list is held as compact JSON text.
-    outcomes: list[tuple[int, str, dict[str, Any]]] = []
-    imported = rejected = 0
+    written: list[tuple[int, str, dict[str, Any]]] = []
+    outcomes = [
+        ChunkOutcome(chunk.chunk_index, UploadStatus.PENDING, chunk.row_count) for chunk in chunks
+    ]
     currency: dict[str, Any] = {"currencies": {}, "notes": []}
-    warning_lists = [staging_warnings(upload.stats)]
     dates = stored_dates(upload.stats)
     settled = (upload.stats or {}).get("settled") or {}
     # The currency settling decided, which a real run's chunks read from the project.
     project_currency = upload.currency or settled.get("currency")
     if error is None:
         with rolled_back(engine) as conn:
-            for chunk in chunks:
+            for position, chunk in enumerate(chunks):
                 data = conn.execute(
                     select(CsvUploadChunk.data).where(CsvUploadChunk.id == chunk.id)
                 ).scalar()
@@ -115,85 +109,54 @@ def dry_run_upload(upload_id: int, error: dict[str, Any] | None = None) -> Uploa
                     )
                     with conn.begin_nested():
                         counts, _ = write_chunk(conn, target, frames)
-                except ChunkDataError as exc:
-                    failed.append(
-                        {"chunk_index": chunk.chunk_index, "code": exc.code, "message": str(exc)}
-                    )
-                    continue
-                except DBAPIError as exc:
-                    if is_transient(exc):
+                except (ChunkDataError, DBAPIError) as exc:
+                    if isinstance(exc, DBAPIError) and is_transient(exc):
                         raise  # the whole dry run is retried
-                    failed.append(
-                        {
-                            "chunk_index": chunk.chunk_index,
-                            "code": "database_error",
-                            "message": (str(exc.orig).splitlines() or [""])[0][:400],
-                        }
+                    code, message = (
+                        (exc.code, str(exc))
+                        if isinstance(exc, ChunkDataError)
+                        else ("database_error", (str(exc.orig).splitlines() or [""])[0][:400])
+                    )
+                    outcomes[position] = ChunkOutcome(
+                        chunk.chunk_index,
+                        UploadStatus.FAILED,
+                        chunk.row_count,
+                        errors={"error": {"code": code, "message": message}},
                     )
                     continue
-                chunk_codes = rows_by_code(frames.rejected)
-                distinct.add_chunk(
-                    {"tables": counts.as_dict(), "keys": counts.keys_packed(upload.project_id)}
+                stats = {
+                    "tables": counts.as_dict(),
+                    "by_code": rows_by_code(frames.rejected),
+                    "imported_rows": frames.imported_rows,
+                    "rejected_rows": frames.rejected_rows,
+                }
+                outcomes[position] = ChunkOutcome(
+                    chunk.chunk_index,
+                    UploadStatus.COMPLETED,
+                    chunk.row_count,
+                    frames.imported_rows,
+                    frames.rejected_rows,
+                    stats={
+                        **stats,
+                        "keys": counts.keys_packed(upload.project_id),
+                        "warnings": frames.warnings,
+                    },
+                    errors={"rejected": frames.rejected},
                 )
-                by_code.update(chunk_codes)
-                warning_lists.append(frames.warnings)
-                sample += frames.rejected[: SAMPLE_SIZE - len(sample)]
-                imported += frames.imported_rows
-                rejected += frames.rejected_rows
-                outcomes.append(
-                    (
-                        chunk.id,
-                        json.dumps(frames.rejected),
-                        {
-                            "dry_run": True,
-                            "tables": counts.as_dict(),
-                            "by_code": dict(chunk_codes),
-                            "imported_rows": frames.imported_rows,
-                            "rejected_rows": frames.rejected_rows,
-                        },
-                    )
-                )
+                written.append((chunk.id, json.dumps(frames.rejected), {"dry_run": True, **stats}))
             currency = currency_summary(conn, upload_id, upload.project_id)
 
-    if failed:
-        error = {
-            "code": "chunks_failed",
-            "message": f"{len(failed)} of {len(chunks)} chunks would fail",
-            "chunks": failed[:SAMPLE_SIZE],
-        }
-    if error is None and not chunks:
-        error = {"code": "no_data", "message": "the upload has no chunks"}
-    if error is None:
-        error = rejection_failure(
-            sum(c.row_count for c in chunks),
-            imported,
-            rejected,
-            dict(by_code),
-            (upload.stats or {}).get("max_rejected_fraction"),
-        )
-    seconds = max(time.perf_counter() - started, 1e-6)
-    total_rows = sum(c.row_count for c in chunks)
+    outcome = aggregate(outcomes, upload.stats, error, dry_run=True)
     result = UploadResult(
         upload_id=upload_id,
-        status=(UploadStatus.FAILED if error else UploadStatus.COMPLETED).value,
+        status=outcome.status.value,
         platform=(upload.stats or {}).get("detection", {}).get("platform", upload.platform),
-        total_rows=total_rows,
-        imported_rows=imported,
-        rejected_rows=rejected,
-        total_chunks=len(chunks),
-        completed_chunks=len(outcomes),
-        failed_chunks=len(failed),
-        stats={
-            "tables": distinct.counts(),
-            "duration_seconds": round(seconds, 3),
-            "rows_per_second": round(total_rows / seconds, 1),
-            **currency,
-            "warnings": merge_warnings(warning_lists) + settled_warnings(upload.stats),
-        },
-        errors={"by_code": dict(sorted(by_code.items())), "sample": sample, "error": error},
+        **outcome.counters.model_dump(),
+        stats=outcome.stats(max(time.perf_counter() - started, 1e-6), currency, keep=False),
+        errors=outcome.errors(),
         dry_run=True,
     )
-    _record(upload_id, result, outcomes)
+    _record(upload_id, result, written)
     logger.info(
         "upload %s dry run %s: %s rows, %s would import, %s would be rejected, "
         "%s/%s chunks would fail",
@@ -220,7 +183,7 @@ def _record(
                     CsvUploadChunk.id == chunk_id,
                     CsvUploadChunk.status == UploadStatus.PENDING,
                 )
-                .values(errors={"rejected": json.loads(rejected), "error": None}, stats=stats)
+                .values(errors=chunk_errors(json.loads(rejected)), stats=stats)
             )
         current = conn.execute(select(CsvUpload.stats).where(CsvUpload.id == upload_id)).scalar()
         prediction = result.model_dump(mode="json", exclude={"upload_id", "dry_run"})

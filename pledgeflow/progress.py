@@ -28,7 +28,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from pledgeflow.uploads import UploadResult, read_upload
+from pledgeflow.status import UploadResult
+from pledgeflow.uploads import read_upload
 
 logger = logging.getLogger(__name__)
 LIVE_INTERVAL = 0.5  # seconds between polls under a live bar

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from pledgeflow.database import get_engine
 from pledgeflow.reports import shown_value
-from pledgeflow.uploads import UploadResult
+from pledgeflow.status import UploadResult
 from schemas.tables import CsvUploadChunk
 
 CAUSE_CHARS = 160  # of a failed chunk's cause in the summary

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, func, select, update
 
-from pledgeflow.chunks import now
 from pledgeflow.counters import refresh_upload_counters
 from pledgeflow.currencies import currency_summary
 from pledgeflow.database import database_identity, get_engine, transaction
-from pledgeflow.distinct import DistinctCounts
 from pledgeflow.failures import UploadNotFoundError
 from pledgeflow.quantity_columns import answer_columns_by_value
 from pledgeflow.settings import get_settings
-from pledgeflow.settlement import settle_upload, settled_warnings
+from pledgeflow.settlement import settle_upload
+from pledgeflow.status import (
+    ChunkOutcome,
+    UploadCounters,
+    UploadResult,
+    aggregate,
+    fail_upload,
+    now,
+    start_processing,
+)
 from pledgeflow.upload_dates import DateStyleError, dates_report, decide_dates
-from pledgeflow.value_rules import merge_warnings
 from schemas.layout import clean_label
 from schemas.mappings import ColumnMapping, MappingError
 from schemas.platforms import (
@@ -30,23 +34,9 @@ from schemas.platforms import (
     UnsupportedPlatformError,
     resolve_layout,
 )
-from schemas.tables import DATA_TABLES, PROJECT, UPLOAD, CsvUpload, CsvUploadChunk, UploadStatus
+from schemas.tables import PROJECT, UPLOAD, CsvUpload, CsvUploadChunk, UploadStatus
 
 logger = logging.getLogger(__name__)
-SAMPLE_SIZE = 100
-# Stats written before aggregation (detection, a dry run's prediction, the caller's threshold,
-# the encoding a file was decoded with, the items-block decision made when staged, the time
-# staging took, the settlement) that it keeps.
-KEPT_STATS = (
-    "detection",
-    "dry_run",
-    "max_rejected_fraction",
-    "encoding",
-    "items_block",
-    "staging_seconds",
-    "settled",
-)
-TOP_CODES = 5  # reason codes an all_rows_rejected / too_many_rejected error names
 
 
 class UploadPlan(BaseModel):
@@ -70,24 +60,6 @@ def chunk_name(chunk_index: int, first_row: int, row_count: int) -> str:
     and the data rows it holds, e.g. `chunk-0-rows-1-2000`."""
     last = first_row + row_count - 1 if row_count else first_row
     return f"chunk-{chunk_index}-rows-{first_row}-{last}"
-
-
-class UploadResult(BaseModel):
-    """The upload's outcome as the CLI's `--json` prints it."""
-
-    upload_id: int
-    status: str
-    platform: str | None
-    total_rows: int
-    imported_rows: int
-    rejected_rows: int
-    total_chunks: int
-    completed_chunks: int
-    failed_chunks: int
-    stats: dict[str, Any] | None = None
-    errors: dict[str, Any] | None = None
-    # True for a dry run's prediction: nothing was written to the data tables.
-    dry_run: bool = False
 
 
 def upload_key(upload_id: int, created_at: datetime) -> str:
@@ -159,42 +131,6 @@ def check_upload_bounds(conn: Connection, upload: Any, width: int) -> None:
         )
 
 
-def rejection_failure(
-    total_rows: int,
-    imported_rows: int,
-    rejected_rows: int,
-    by_code: dict[str, int],
-    max_rejected_fraction: float | None = None,
-) -> dict[str, Any] | None:
-    """The upload's error when its rejections alone fail it, else None.
-
-    An upload that imported none of its data rows did not succeed (`all_rows_rejected`); with
-    `max_rejected_fraction`, neither did one rejecting a larger share (`too_many_rejected`).
-    A header-only file (no data rows) is not a failure.
-    """
-    if rejected_rows == 0 or total_rows == 0:
-        return None
-    top = dict(Counter(by_code).most_common(TOP_CODES))
-    reasons = ", ".join(f"{code} {count}" for code, count in top.items())
-    if imported_rows == 0:
-        return {
-            "code": "all_rows_rejected",
-            "message": f"every data row ({rejected_rows}) was rejected, so nothing was imported "
-            f"(rows by reason: {reasons}); `pledgeflow errors` lists each with its value",
-            "top_codes": top,
-        }
-    fraction = rejected_rows / total_rows
-    if max_rejected_fraction is not None and fraction > max_rejected_fraction:
-        return {
-            "code": "too_many_rejected",
-            "message": f"{rejected_rows} of {total_rows} data rows ({fraction:.1%}) were "
-            f"rejected, above max_rejected_fraction {max_rejected_fraction} "
-            f"(rows by reason: {reasons})",
-            "top_codes": top,
-        }
-    return None
-
-
 def start_upload(
     upload_id: int,
     mapping: dict[str, Any] | None = None,
@@ -258,16 +194,7 @@ def start_upload(
                 else {"code": getattr(exc, "code", "no_data"), "message": str(exc)}
             )
             if not dry_run:
-                conn.execute(
-                    update(CsvUpload)
-                    .where(CsvUpload.id == upload_id)
-                    .values(
-                        status=UploadStatus.FAILED,
-                        errors={"by_code": {}, "sample": [], "error": plan.error},
-                        started_at=func.coalesce(CsvUpload.started_at, now()),
-                        completed_at=now(),
-                    )
-                )
+                fail_upload(conn, upload_id, plan.error)
             logger.warning("upload %s failed before import: %s", upload_id, plan.error["code"])
             return plan
         staged = (upload.stats or {}).get("items_block")
@@ -290,9 +217,10 @@ def start_upload(
             values["stats"]["max_rejected_fraction"] = max_rejected_fraction
         if column_mapping is not None:
             values["mapping"] = column_mapping.as_dict()
-        if not dry_run:
-            values.update(status=UploadStatus.PROCESSING, started_at=now(), completed_at=None)
-        conn.execute(update(CsvUpload).where(CsvUpload.id == upload_id).values(**values))
+        if dry_run:
+            conn.execute(update(CsvUpload).where(CsvUpload.id == upload_id).values(**values))
+        else:
+            start_processing(conn, upload_id, **values)
         chunks = select(
             CsvUploadChunk.id,
             CsvUploadChunk.chunk_index,
@@ -321,12 +249,8 @@ def start_upload(
 
 
 def aggregate_upload(upload_id: int) -> UploadResult:
-    """Set the upload's counters, stats, errors and final status from its chunks.
-
-    The upload is FAILED if any chunk failed (or it failed before import) or if its rejections
-    fail it (`rejection_failure`), COMPLETED when every chunk completed, and stays PROCESSING
-    while another run still holds a chunk.
-    """
+    """Set the upload's counters, stats, errors and status from its chunks (`status.aggregate`);
+    it stays PROCESSING while another run still holds a chunk."""
     with transaction() as conn:
         # Locked like the chunks' live recount, so neither writes counters the other missed.
         upload = conn.execute(
@@ -347,54 +271,11 @@ def aggregate_upload(upload_id: int) -> UploadResult:
             .where(CsvUploadChunk.upload_id == upload_id)
             .order_by(CsvUploadChunk.chunk_index)
         ).all()
-        statuses = Counter(UploadStatus(c.status) for c in chunks)
-        distinct = DistinctCounts(DATA_TABLES)
-        by_code: Counter[str] = Counter()
-        warning_lists: list[list[dict[str, Any]]] = [staging_warnings(upload.stats)]
-        sample: list[dict[str, Any]] = []
-        failed: list[dict[str, Any]] = []
-        for chunk in chunks:
-            stats = chunk.stats or {}
-            if chunk.status == UploadStatus.COMPLETED:
-                distinct.add_chunk(stats)
-                by_code.update(stats.get("by_code", {}))
-                warning_lists.append(stats.get("warnings") or [])
-                if len(sample) < SAMPLE_SIZE:
-                    sample += (chunk.errors or {}).get("rejected", [])[: SAMPLE_SIZE - len(sample)]
-            elif chunk.status == UploadStatus.FAILED:
-                failed.append(
-                    {"chunk_index": chunk.chunk_index, **((chunk.errors or {}).get("error") or {})}
-                )
-        completed = [c for c in chunks if c.status == UploadStatus.COMPLETED]
-        # A layout error from start_upload stands until a chunk has been attempted.
-        error = None
-        if upload.status == UploadStatus.FAILED and not chunks_started(chunks):
-            error = (upload.errors or {}).get("error")
-        if failed:
-            error = {
-                "code": "chunks_failed",
-                "message": f"{len(failed)} of {len(chunks)} chunks failed",
-                "chunks": failed[:SAMPLE_SIZE],
-            }
-        imported = sum(c.imported_rows for c in completed)
-        if error is None and chunks and statuses[UploadStatus.COMPLETED] == len(chunks):
-            error = rejection_failure(
-                sum(c.row_count for c in chunks),
-                imported,
-                sum(c.rejected_rows for c in completed),
-                dict(by_code),
-                (upload.stats or {}).get("max_rejected_fraction"),
-            )
-        if error is not None:
-            status = UploadStatus.FAILED
-        elif chunks and statuses[UploadStatus.COMPLETED] == len(chunks):
-            status = UploadStatus.COMPLETED
-        elif not chunks:
-            status = UploadStatus.FAILED
-            error = {"code": "no_data", "message": "the upload has no chunks"}
-        else:
-            status = UploadStatus.PROCESSING
-        finished = now() if status != UploadStatus.PROCESSING else None
+        # Why the upload could not start stands until a chunk has been attempted.
+        failed = upload.status == UploadStatus.FAILED
+        earlier = (upload.errors or {}).get("error") if failed else None
+        outcome = aggregate([ChunkOutcome.of(chunk) for chunk in chunks], upload.stats, earlier)
+        finished = now() if outcome.final else None
         started = upload.started_at or finished
         seconds = (
             max((finished - _aware(started)).total_seconds(), 1e-6)
@@ -402,29 +283,17 @@ def aggregate_upload(upload_id: int) -> UploadResult:
             else None
         )
         currency = currency_summary(conn, upload_id, upload.project_id)
-        kept = {k: v for k, v in (upload.stats or {}).items() if k in KEPT_STATS}
-        values: dict[str, Any] = {
-            "status": status,
-            "total_rows": sum(c.row_count for c in chunks),
-            "total_chunks": len(chunks),
-            "completed_chunks": len(completed),
-            "failed_chunks": len(failed),
-            "imported_rows": imported,
-            "rejected_rows": sum(c.rejected_rows for c in completed),
-            "stats": {
-                **kept,
-                "tables": distinct.counts(),
-                "duration_seconds": round(seconds, 3) if seconds else None,
-                "rows_per_second": round(sum(c.row_count for c in completed) / seconds, 1)
-                if seconds
-                else None,
-                **currency,
-                "warnings": merge_warnings(warning_lists) + settled_warnings(upload.stats),
-            },
-            "errors": {"by_code": dict(sorted(by_code.items())), "sample": sample, "error": error},
-            "completed_at": finished,
-        }
-        conn.execute(update(CsvUpload).where(CsvUpload.id == upload_id).values(**values))
+        conn.execute(
+            update(CsvUpload)
+            .where(CsvUpload.id == upload_id)
+            .values(
+                status=outcome.status,
+                **outcome.counters.model_dump(),
+                stats=outcome.stats(seconds, currency),
+                errors=outcome.errors(),
+                completed_at=finished,
+            )
+        )
     result = read_upload(upload_id)
     for note in currency["notes"]:
         logger.warning(
@@ -447,24 +316,6 @@ def aggregate_upload(upload_id: int) -> UploadResult:
     return result
 
 
-def staging_warnings(stats: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Warnings about the whole file: an encoding detected (not UTF-8 or UTF-16), and columns
-    of the items block whose values make them answers."""
-    out: list[dict[str, Any]] = []
-    encoding = (stats or {}).get("encoding")
-    if isinstance(encoding, dict) and encoding.get("detected"):
-        out.append({"code": "decoded_as", "count": 1, "values": [str(encoding.get("name"))]})
-    answers = ((stats or {}).get("detection") or {}).get("answers_in_items_block") or []
-    if answers:
-        out.append({"code": "items_block_answers", "count": len(answers), "values": answers})
-    return out
-
-
-def chunks_started(chunks: Sequence[Any]) -> bool:
-    """Whether any chunk has been attempted (so an earlier upload-level error is stale)."""
-    return any(c.status != UploadStatus.PENDING for c in chunks)
-
-
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -479,57 +330,7 @@ def read_upload(upload_id: int) -> UploadResult:
         upload_id=upload.id,
         status=UploadStatus(upload.status).value,
         platform=upload.platform,
-        total_rows=upload.total_rows,
-        imported_rows=upload.imported_rows,
-        rejected_rows=upload.rejected_rows,
-        total_chunks=upload.total_chunks,
-        completed_chunks=upload.completed_chunks,
-        failed_chunks=upload.failed_chunks,
+        **UploadCounters.of(upload).model_dump(),
         stats=upload.stats,
         errors=upload.errors,
     )
-
-
-def fail_unfinished_upload(upload_id: int, code: str, message: str) -> UploadResult | None:
-    """Mark an upload FAILED with `code` unless it already reached a final status.
-
-    Used when a flow run dies outside the normal aggregation (a crash, a lost database);
-    returns the failed upload, or None when there was nothing to mark.
-    """
-    with transaction() as conn:
-        marked = conn.execute(
-            update(UPLOAD)
-            .where(
-                UPLOAD.c.id == upload_id,
-                UPLOAD.c.status.in_([UploadStatus.PENDING, UploadStatus.PROCESSING]),
-            )
-            .values(
-                status=UploadStatus.FAILED,
-                errors={
-                    "by_code": {},
-                    "sample": [],
-                    "error": {"code": code, "message": message},
-                },
-                completed_at=now(),
-            )
-            .returning(UPLOAD.c.id)
-        ).first()
-    return None if marked is None else read_upload(upload_id)
-
-
-def find_stuck_uploads(lease_seconds: int | None = None) -> list[int]:
-    """Ids of uploads with a chunk left PROCESSING past its lease, oldest first."""
-    lease = lease_seconds or get_settings().chunk_lease_seconds
-    expired = now() - timedelta(seconds=lease)
-    with get_engine().connect() as conn:
-        return list(
-            conn.execute(
-                select(CsvUploadChunk.upload_id)
-                .where(
-                    CsvUploadChunk.status == UploadStatus.PROCESSING,
-                    CsvUploadChunk.started_at < expired,
-                )
-                .group_by(CsvUploadChunk.upload_id)
-                .order_by(CsvUploadChunk.upload_id)
-            ).scalars()
-        )

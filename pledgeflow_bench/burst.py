@@ -49,7 +49,8 @@ def _locked_server_env(auth: str) -> dict[str, str]:
 
 def _reference(engine: Engine, files: list[Path], owners: list[tuple[str, str]], chunk: int) -> Any:
     """The tables after importing the uploads one by one, in order, without Prefect."""
-    from pledgeflow.chunks import local_owner, process_chunk
+    from pledgeflow.chunks import process_chunk
+    from pledgeflow.status import local_owner
     from pledgeflow.uploads import aggregate_upload, start_upload
 
     _empty(engine)

@@ -7,9 +7,10 @@ from typing import Any
 from prefect import Task, task
 from prefect.runtime import flow_run, task_run
 
-from pledgeflow.chunks import ChunkSummary, flow_run_owner, local_owner, process_chunk
+from pledgeflow.chunks import ChunkSummary, process_chunk
 from pledgeflow.limits import database_slot
 from pledgeflow.results import ResultConfig, chunk_cache_policy, result_expiration
+from pledgeflow.status import flow_run_owner, local_owner
 
 
 def claim_owner() -> str:

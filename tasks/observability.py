@@ -19,12 +19,12 @@ from prefect.exceptions import FailedRun
 from prefect.runtime import flow_run as current_flow_run
 from prefect.settings import PREFECT_LOGGING_EXTRA_LOGGERS
 
-from pledgeflow.chunks import chunks_held_elsewhere, flow_run_owner
 from pledgeflow.failures import is_transient
 from pledgeflow.retries import retry_transient
 from pledgeflow.staging import upload_of_flow_run
+from pledgeflow.status import UploadResult, fail_after_run, flow_run_owner
 from pledgeflow.summaries import chunk_outcomes, summary_markdown
-from pledgeflow.uploads import UploadResult, fail_unfinished_upload, read_upload, upload_shop
+from pledgeflow.uploads import read_upload, upload_shop
 
 logger = logging.getLogger(__name__)
 TRANSIENT, DATA = "transient", "data"
@@ -234,18 +234,10 @@ def fail_upload_on_crash(flow: Any, flow_run: Any, state: Any) -> None:
         return
     if parameters.get("dry_run"):
         return  # a dry run never changes the upload's status
-    held = retry_transient(chunks_held_elsewhere)(int(upload_id), flow_run_owner(flow_run.id))
-    if held:
-        logger.warning(
-            "upload %s left PROCESSING: %s chunks held by another run, which will finish it",
-            upload_id,
-            held,
-        )
-        return
-    message = (state.message or "flow run failed")[:400]
-    result = retry_transient(fail_unfinished_upload)(int(upload_id), "flow_failed", message)
-    if result is not None:
+    message = state.message or "flow run failed"
+    owner = flow_run_owner(flow_run.id)
+    if retry_transient(fail_after_run)(int(upload_id), owner, message):
         logger.warning(
             "upload %s marked FAILED after its flow run ended %s", upload_id, state.type.value
         )
-        emit_upload_event(result)
+        emit_upload_event(retry_transient(read_upload)(int(upload_id)))

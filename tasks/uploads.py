@@ -9,16 +9,10 @@ from typing import Any
 from prefect import State, task
 from prefect.states import Failed
 
-from pledgeflow.chunks import fail_unstarted_chunks
 from pledgeflow.dry_runs import dry_run_upload
 from pledgeflow.staging import StagingError, stage_file
-from pledgeflow.uploads import (
-    UploadPlan,
-    UploadResult,
-    aggregate_upload,
-    find_stuck_uploads,
-    start_upload,
-)
+from pledgeflow.status import UploadResult, fail_unstarted_chunks, find_stuck_uploads
+from pledgeflow.uploads import UploadPlan, aggregate_upload, start_upload
 from schemas.mappings import ColumnMapping, MappingError
 from tasks.retry_policy import retry_transient
 

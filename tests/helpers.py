@@ -15,7 +15,8 @@ from sqlalchemy.engine import Engine
 
 from deployments.webhook import sign
 from pledgeflow.staging import stage_file
-from pledgeflow.uploads import UploadResult, read_upload
+from pledgeflow.status import UploadResult
+from pledgeflow.uploads import read_upload
 from schemas.mappings import ColumnMapping
 
 # Business content of each table, without surrogate ids or bookkeeping columns, so two

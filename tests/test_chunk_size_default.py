@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from flows.import_file import import_file
 from pledgeflow.settings import get_settings
 from pledgeflow.staging import stage_file
-from pledgeflow.uploads import UploadResult
+from pledgeflow.status import UploadResult
 from pledgeflow_bench.exports import backers, render
 from tests.helpers import count, write_file
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from pledgeflow.chunk_digest import chunk_digest, chunk_inputs
 from pledgeflow.settings import get_settings
 from pledgeflow.staging import stage_file
-from pledgeflow.uploads import UploadResult
+from pledgeflow.status import UploadResult
 from tests.exports_backerkit import Backer
 from tests.exports_backerkit_tiers import export, older_export
 from tests.helpers import run_plain, write_file

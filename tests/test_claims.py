@@ -8,9 +8,10 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from pledgeflow.chunks import claim_chunk, mark_chunk_failed, process_chunk
+from pledgeflow.chunks import process_chunk
 from pledgeflow.failures import is_transient
 from pledgeflow.staging import stage_file
+from pledgeflow.status import claim_chunk, mark_chunk_failed
 from pledgeflow.uploads import start_upload
 from pledgeflow_bench.exports import backers, render
 from tests.helpers import write_file

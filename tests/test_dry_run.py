@@ -13,7 +13,8 @@ from flows.process_upload import process_upload
 from pledgeflow.dry_runs import read_dry_run
 from pledgeflow.settings import get_settings
 from pledgeflow.staging import stage_file
-from pledgeflow.uploads import UploadResult, read_upload
+from pledgeflow.status import UploadResult
+from pledgeflow.uploads import read_upload
 from pledgeflow_bench.exports import Backer, backers, render
 from tests.helpers import checksums, count, import_path, write_file
 

@@ -21,7 +21,7 @@ from flows.retry_upload import retry_upload
 from pledgeflow.cli import app
 from pledgeflow.settings import get_settings
 from pledgeflow.staging import stage_file
-from pledgeflow.uploads import UploadResult
+from pledgeflow.status import UploadResult
 from pledgeflow_bench.exports import backers, render
 from schemas.tables import Base
 from tests.conftest import ADMIN_URL, RUN_ID, use_database

@@ -15,10 +15,10 @@ from sqlalchemy.engine import Engine
 from flows.process_upload import process_upload
 from flows.retry_upload import retry_upload
 from flows.sweep_stuck_chunks import sweep_stuck_chunks
-from pledgeflow.chunks import claim_chunk
 from pledgeflow.results import result_config
 from pledgeflow.settings import get_settings
 from pledgeflow.staging import stage_file
+from pledgeflow.status import claim_chunk
 from pledgeflow.uploads import chunk_name, find_upload_key, read_upload, start_upload
 from pledgeflow_bench.exports import backers, render
 from tasks.chunks import chunk_task_with

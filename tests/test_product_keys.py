@@ -13,8 +13,8 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from pledgeflow.cli import app
+from pledgeflow.status import UploadResult
 from pledgeflow.summaries import chunk_outcomes, summary_markdown
-from pledgeflow.uploads import UploadResult
 from tests.exports_backerkit_tiers import TIERS, export, newer_export, older_export, title
 from tests.helpers import import_path, outcome, write_file
 

@@ -22,7 +22,8 @@ from sqlalchemy.engine import Engine
 from pledgeflow.chunks import process_chunk
 from pledgeflow.reports import write_rejected_csv
 from pledgeflow.staging import stage_file
-from pledgeflow.uploads import UploadResult, aggregate_upload, start_upload
+from pledgeflow.status import UploadResult
+from pledgeflow.uploads import aggregate_upload, start_upload
 from pledgeflow_bench import exports
 from schemas.frames import REASON_CODES
 from schemas.mappings import ColumnMapping

@@ -16,7 +16,8 @@ from deployments.webhook import UploadStored
 from flows.process_upload import process_upload
 from pledgeflow.dry_runs import dry_run_upload
 from pledgeflow.staging import stage_file
-from pledgeflow.uploads import read_upload, rejection_failure, start_upload
+from pledgeflow.status import rejection_failure
+from pledgeflow.uploads import read_upload, start_upload
 from pledgeflow_bench.exports import backers, render
 from tests.exports_corpus import KICKSTARTER_2015
 from tests.helpers import count, run_plain, write_file

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from pledgeflow.row_cache import RowCache
 from pledgeflow.settings import get_settings
-from pledgeflow.uploads import UploadResult
+from pledgeflow.status import UploadResult
 from pledgeflow_bench.exports import backers, render
 from tests.conftest import use_write_path
 from tests.exports_corpus import INDIEGOGO

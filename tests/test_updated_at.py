@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from pledgeflow.migrations.touch import NOT_COMPARED, trigger_name
 from pledgeflow.staging import stage_file
-from pledgeflow.uploads import UploadResult
+from pledgeflow.status import UploadResult
 from schemas.tables import DATA_TABLES, TABLES
 from tests.exports_backerkit_tiers import export, newer_export
 from tests.helpers import run_plain, write_file

@@ -13,8 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from pledgeflow.reports import rejected_rows
+from pledgeflow.status import UploadResult
 from pledgeflow.summaries import chunk_outcomes, summary_markdown
-from pledgeflow.uploads import UploadResult
 from pledgeflow_bench.exports import HEADERS, Backer, render
 from pledgeflow_bench.exports import _cell as _ks_cell
 from tests import exports_backerkit as bk
