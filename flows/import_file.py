@@ -22,7 +22,7 @@ from pledgeflow.parameters import (
     titled,
 )
 from pledgeflow.runners import chunk_task_runner
-from pledgeflow.uploads import UploadResult
+from pledgeflow.status import UploadResult
 from tasks.observability import fail_upload_on_crash, label_flow_run, log_pledgeflow_to_run
 from tasks.uploads import stage_file_task
 

@@ -11,7 +11,7 @@ from prefect.states import Failed
 from pledgeflow.parameters import MappingParameter, RowFraction, UploadId, titled
 from pledgeflow.results import result_config
 from pledgeflow.runners import chunk_task_runner
-from pledgeflow.uploads import UploadResult
+from pledgeflow.status import UploadResult
 from tasks.chunks import chunk_task_with
 from tasks.mapping_requests import ask_for_mapping
 from tasks.observability import (
@@ -27,21 +27,6 @@ from tasks.uploads import (
     record_unstarted_chunks_task,
     start_upload_task,
 )
-
-
-class UploadFailedError(RuntimeError):
-    """Why a flow run whose upload did not end COMPLETED fails too (a run is Completed only
-    when its upload is): its message is the run's final state message."""
-
-    def __init__(self, result: UploadResult) -> None:
-        error = (result.errors or {}).get("error") or {}
-        if result.status == "FAILED":
-            message = f"failed: {error.get('code', 'unknown')}: {error.get('message', '')}"
-        else:
-            unfinished = result.total_chunks - result.completed_chunks - result.failed_chunks
-            message = f"is still {result.status}: {unfinished} chunks held by another run"
-        super().__init__(f"upload {result.upload_id} {message}")
-        self.result = result
 
 
 def needs_mapping(
@@ -89,8 +74,9 @@ def import_upload(
             record_unstarted_chunks_task(failed_tasks)
         result = aggregate_upload_task(upload_id)
     report_upload_task(upload_id, plan.shop)
-    if result.status == "FAILED" or (not dry_run and result.status != "COMPLETED"):
-        return Failed(message=str(UploadFailedError(result)))
+    failure = result.run_failure()
+    if failure is not None:
+        return Failed(message=failure)
     return result
 
 

@@ -10,7 +10,7 @@ from pydantic import Field
 from flows.process_upload import import_upload
 from pledgeflow.parameters import UploadId, titled
 from pledgeflow.runners import chunk_task_runner
-from pledgeflow.uploads import UploadResult
+from pledgeflow.status import UploadResult
 from tasks.observability import fail_upload_on_crash
 
 RetryAttempt = Annotated[int, Field(ge=0, le=100)]
