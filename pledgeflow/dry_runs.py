@@ -13,7 +13,6 @@ running at the same time waits for it.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from typing import Any
 
@@ -25,13 +24,11 @@ from pledgeflow.currencies import currency_summary
 from pledgeflow.database import get_engine, rolled_back, transaction
 from pledgeflow.failures import ChunkDataError, UploadNotFoundError, is_transient
 from pledgeflow.settlement import write_mode
-from pledgeflow.status import ChunkOutcome, UploadResult, aggregate, chunk_errors, now
+from pledgeflow.status import ChunkOutcome, UploadResult, aggregate, chunk_errors, log_result, now
 from pledgeflow.transform import build_frames, rows_by_code
 from pledgeflow.upload_dates import stored_dates
 from pledgeflow.writers import WriteTarget, write_chunk
 from schemas.tables import UPLOAD, CsvUpload, CsvUploadChunk, Project, UploadStatus
-
-logger = logging.getLogger(__name__)
 
 
 def dry_run_upload(upload_id: int, error: dict[str, Any] | None = None) -> UploadResult:
@@ -157,17 +154,7 @@ def dry_run_upload(upload_id: int, error: dict[str, Any] | None = None) -> Uploa
         dry_run=True,
     )
     _record(upload_id, result, written)
-    logger.info(
-        "upload %s dry run %s: %s rows, %s would import, %s would be rejected, "
-        "%s/%s chunks would fail",
-        upload_id,
-        result.status,
-        result.total_rows,
-        result.imported_rows,
-        result.rejected_rows,
-        result.failed_chunks,
-        result.total_chunks,
-    )
+    log_result(result)
     return result
 
 

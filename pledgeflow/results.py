@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -46,9 +48,14 @@ class LeasedRedisLockManager(RedisLockManager):
     def _down(self) -> bool:
         return redis_paused(str(self.connection_url))
 
-    def _failed(self, exc: BaseException) -> None:
-        url = str(self.connection_url)
-        redis_failed(url, redis_url_shown(url), exc)
+    @contextmanager
+    def _tolerated(self) -> Iterator[None]:
+        # A Redis error is recorded (pausing Redis for a while) and swallowed: the caller
+        # then answers as it does while Redis is down.
+        try:
+            yield
+        except REDIS_ERRORS as exc:
+            redis_failed(str(self.connection_url), redis_url_shown(str(self.connection_url)), exc)
 
     def acquire_lock(
         self,
@@ -57,17 +64,11 @@ class LeasedRedisLockManager(RedisLockManager):
         acquire_timeout: float | None = None,
         hold_timeout: float | None = None,
     ) -> bool:
-        if self._down():
-            return True
-        try:
-            return bool(
-                super().acquire_lock(
-                    key, holder, acquire_timeout, hold_timeout or self.hold_seconds
-                )
-            )
-        except REDIS_ERRORS as exc:
-            self._failed(exc)
-            return True
+        with self._tolerated():
+            if not self._down():
+                hold = hold_timeout or self.hold_seconds
+                return bool(super().acquire_lock(key, holder, acquire_timeout, hold))
+        return True
 
     async def aacquire_lock(
         self,
@@ -76,54 +77,37 @@ class LeasedRedisLockManager(RedisLockManager):
         acquire_timeout: float | None = None,
         hold_timeout: float | None = None,
     ) -> bool:
-        if self._down():
-            return True
-        try:
-            return bool(
-                await super().aacquire_lock(
-                    key, holder, acquire_timeout, hold_timeout or self.hold_seconds
-                )
-            )
-        except REDIS_ERRORS as exc:
-            self._failed(exc)
-            return True
+        with self._tolerated():
+            if not self._down():
+                hold = hold_timeout or self.hold_seconds
+                return bool(await super().aacquire_lock(key, holder, acquire_timeout, hold))
+        return True
 
     def release_lock(self, key: str, holder: str) -> None:
-        if not self._down():
-            try:
+        with self._tolerated():
+            if not self._down():
                 super().release_lock(key, holder)
                 return
-            except REDIS_ERRORS as exc:
-                self._failed(exc)
         # The lock, if Redis still has one, expires with its hold timeout.
         self._locks.pop(self._lock_name_for_key(key), None)
 
     def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
-        if self._down():
-            return True
-        try:
-            return bool(super().wait_for_lock(key, timeout))
-        except REDIS_ERRORS as exc:
-            self._failed(exc)
-            return True
+        with self._tolerated():
+            if not self._down():
+                return bool(super().wait_for_lock(key, timeout))
+        return True
 
     async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
-        if self._down():
-            return True
-        try:
-            return bool(await super().await_for_lock(key, timeout))
-        except REDIS_ERRORS as exc:
-            self._failed(exc)
-            return True
+        with self._tolerated():
+            if not self._down():
+                return bool(await super().await_for_lock(key, timeout))
+        return True
 
     def is_locked(self, key: str) -> bool:
-        if self._down():
-            return False
-        try:
-            return bool(super().is_locked(key))
-        except REDIS_ERRORS as exc:
-            self._failed(exc)
-            return False
+        with self._tolerated():
+            if not self._down():
+                return bool(super().is_locked(key))
+        return False
 
 
 class RedisResults(RedisDatabase):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 from uuid import uuid4
@@ -340,6 +340,23 @@ class UploadResult(UploadCounters):
         return f"upload {self.upload_id} {message}"
 
 
+def log_result(result: UploadResult) -> None:
+    """Log an upload's outcome, or a dry run's prediction, by its id and counts."""
+    logger.info(
+        "upload %s dry run %s: %s rows, %s would import, %s would be rejected, "
+        "%s/%s chunks would fail"
+        if result.dry_run
+        else "upload %s %s: %s rows, %s imported, %s rejected, %s/%s chunks failed",
+        result.upload_id,
+        result.status,
+        result.total_rows,
+        result.imported_rows,
+        result.rejected_rows,
+        result.failed_chunks,
+        result.total_chunks,
+    )
+
+
 def rejection_failure(
     total_rows: int,
     imported_rows: int,
@@ -390,17 +407,14 @@ class ChunkOutcome:
     errors: Mapping[str, Any] | None = None
 
     @classmethod
-    def of(cls, row: Any) -> Self:
-        """The outcome of a selected `csv_upload_chunk` row holding these columns."""
-        return cls(
-            chunk_index=row.chunk_index,
-            status=UploadStatus(row.status),
-            row_count=row.row_count,
-            imported_rows=row.imported_rows,
-            rejected_rows=row.rejected_rows,
-            stats=row.stats,
-            errors=row.errors,
-        )
+    def read(cls, conn: Connection, upload_id: int) -> list[Self]:
+        """The outcomes of an upload's chunks, in chunk order."""
+        rows = conn.execute(
+            select(*(getattr(CsvUploadChunk, field.name) for field in fields(cls)))
+            .where(CsvUploadChunk.upload_id == upload_id)
+            .order_by(CsvUploadChunk.chunk_index)
+        ).all()
+        return [cls(**{**row._asdict(), "status": UploadStatus(row.status)}) for row in rows]
 
 
 @dataclass(frozen=True)

@@ -220,16 +220,13 @@ def summary_lines(data: dict[str, Any], detection: dict[str, Any] | None) -> lis
         items = detection.get("item_columns") or []
         if items:
             lines.append(f"  item columns ({len(items)}): " + ", ".join(items))
-        dates = detection.get("dates") or {}
+        dates = [
+            f"{d['column']} as {d['style']}"
+            + (" (month first assumed: no day above 12)" if d.get("ambiguous") else "")
+            for d in (detection.get("dates") or {}).values()
+        ]
         if dates:
-            lines.append(
-                "  dates: "
-                + "; ".join(
-                    f"{d['column']} as {d['style']}"
-                    + (" (month first assumed: no day above 12)" if d.get("ambiguous") else "")
-                    for d in dates.values()
-                )
-            )
+            lines.append("  dates: " + "; ".join(dates))
         unmapped = detection.get("unmapped_columns") or []
         if unmapped:
             lines.append(f"  kept in survey.answers ({len(unmapped)}): " + ", ".join(unmapped))
@@ -267,15 +264,12 @@ def summary_lines(data: dict[str, Any], detection: dict[str, Any] | None) -> lis
         lines.append(
             "  rejected by reason: " + ", ".join(f"{k} {figure(v)}" for k, v in by_code.items())
         )
-    currencies = stats.get("currencies") or {}
-    if currencies:
-        lines.append(
-            "  pledged: "
-            + ", ".join(
-                f"{_money(v['amount'])} {c} ({figure(v['pledges'])} pledges)"
-                for c, v in currencies.items()
-            )
-        )
+    pledged = [
+        f"{_money(v['amount'])} {c} ({figure(v['pledges'])} pledges)"
+        for c, v in (stats.get("currencies") or {}).items()
+    ]
+    if pledged:
+        lines.append("  pledged: " + ", ".join(pledged))
     for warning in stats.get("warnings") or []:
         lines.append(f"  warning: {warning_line(warning)}")
     for note in stats.get("notes") or []:

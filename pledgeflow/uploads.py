@@ -22,6 +22,7 @@ from pledgeflow.status import (
     UploadResult,
     aggregate,
     fail_upload,
+    log_result,
     now,
     start_processing,
 )
@@ -258,23 +259,10 @@ def aggregate_upload(upload_id: int) -> UploadResult:
         ).first()
         if upload is None:
             raise UploadNotFoundError(upload_id)
-        chunks = conn.execute(
-            select(
-                CsvUploadChunk.chunk_index,
-                CsvUploadChunk.status,
-                CsvUploadChunk.row_count,
-                CsvUploadChunk.imported_rows,
-                CsvUploadChunk.rejected_rows,
-                CsvUploadChunk.stats,
-                CsvUploadChunk.errors,
-            )
-            .where(CsvUploadChunk.upload_id == upload_id)
-            .order_by(CsvUploadChunk.chunk_index)
-        ).all()
         # Why the upload could not start stands until a chunk has been attempted.
         failed = upload.status == UploadStatus.FAILED
         earlier = (upload.errors or {}).get("error") if failed else None
-        outcome = aggregate([ChunkOutcome.of(chunk) for chunk in chunks], upload.stats, earlier)
+        outcome = aggregate(ChunkOutcome.read(conn, upload_id), upload.stats, earlier)
         finished = now() if outcome.final else None
         started = upload.started_at or finished
         seconds = (
@@ -303,16 +291,7 @@ def aggregate_upload(upload_id: int) -> UploadResult:
             len(note["currencies"]),
             ", ".join(note["currencies"]),
         )
-    logger.info(
-        "upload %s %s: %s rows, %s imported, %s rejected, %s/%s chunks failed",
-        upload_id,
-        result.status,
-        result.total_rows,
-        result.imported_rows,
-        result.rejected_rows,
-        result.failed_chunks,
-        result.total_chunks,
-    )
+    log_result(result)
     return result
 
 
