@@ -142,6 +142,19 @@ def answers_by_value(stats: dict[str, Any] | None) -> list[int]:
     return [int(index) for index in found]
 
 
+MALFORMED = "chunk data must be {headers: [...], rows: [...]}"
+
+
+def chunk_table(data: object) -> tuple[list[Any], list[Any]]:
+    """The header row and rows of a chunk's stored JSON; ChunkDataError when it is not
+    `{headers: [...], rows: [...]}` (the web app writes it, so nothing vouches for it)."""
+    headers = data.get("headers") if isinstance(data, dict) else None
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(headers, list) or not isinstance(rows, list):
+        raise ChunkDataError("malformed_chunk", MALFORMED)
+    return headers, rows
+
+
 def chunk_layout(
     headers: object,
     platform: str | None,
@@ -151,7 +164,7 @@ def chunk_layout(
     """The layout a chunk's rows are read with: its upload's mapping, else its platform, with
     the item columns the upload's values make answers (`value_answers`) kept as answers."""
     if not isinstance(headers, list):
-        raise ChunkDataError("malformed_chunk", "chunk data must be {headers: [...], rows: [...]}")
+        raise ChunkDataError("malformed_chunk", MALFORMED)
     try:
         column_mapping = ColumnMapping.from_dict(mapping) if mapping else None
         layout = resolve_layout(
@@ -319,10 +332,7 @@ def _mapped(
     value_answers: list[int] | None = None,
 ) -> ChunkRows:
     """The chunk's rows mapped and validated, with the platform its layout belongs to."""
-    headers = data.get("headers") if isinstance(data, dict) else None
-    rows = data.get("rows") if isinstance(data, dict) else None
-    if not isinstance(headers, list) or not isinstance(rows, list):
-        raise ChunkDataError("malformed_chunk", "chunk data must be {headers: [...], rows: [...]}")
+    headers, rows = chunk_table(data)
     layout = chunk_layout(headers, platform, mapping, value_answers)
     return ChunkRows.mapped(
         build_frames(headers, rows, first_row, layout, currency, dates=dates), layout.platform

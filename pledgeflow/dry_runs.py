@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 
-from pledgeflow.chunks import answers_by_value, chunk_layout
+from pledgeflow.chunks import answers_by_value, chunk_layout, chunk_table
 from pledgeflow.currencies import currency_summary
 from pledgeflow.database import get_engine, rolled_back, transaction
 from pledgeflow.failures import ChunkDataError, UploadNotFoundError, is_transient
@@ -86,11 +86,7 @@ def dry_run_upload(upload_id: int, error: dict[str, Any] | None = None) -> Uploa
                     select(CsvUploadChunk.data).where(CsvUploadChunk.id == chunk.id)
                 ).scalar()
                 try:
-                    headers, rows = (data or {}).get("headers"), (data or {}).get("rows")
-                    if not isinstance(headers, list) or not isinstance(rows, list):
-                        raise ChunkDataError(
-                            "malformed_chunk", "chunk data must be {headers: [...], rows: [...]}"
-                        )
+                    headers, rows = chunk_table(data)
                     layout = chunk_layout(
                         headers, upload.platform, upload.mapping, answers_by_value(upload.stats)
                     )
