@@ -27,6 +27,7 @@ from pledgeflow.redis_health import REDIS_ERRORS, redis_answered, redis_failed, 
 from pledgeflow.settings import get_settings
 
 logger = logging.getLogger(__name__)
+Timeout = float | None  # seconds, or None for the lock manager's default
 
 
 class LeasedRedisLockManager(RedisLockManager):
@@ -58,11 +59,7 @@ class LeasedRedisLockManager(RedisLockManager):
             redis_failed(str(self.connection_url), redis_url_shown(str(self.connection_url)), exc)
 
     def acquire_lock(
-        self,
-        key: str,
-        holder: str,
-        acquire_timeout: float | None = None,
-        hold_timeout: float | None = None,
+        self, key: str, holder: str, acquire_timeout: Timeout = None, hold_timeout: Timeout = None
     ) -> bool:
         with self._tolerated():
             if not self._down():
@@ -71,11 +68,7 @@ class LeasedRedisLockManager(RedisLockManager):
         return True
 
     async def aacquire_lock(
-        self,
-        key: str,
-        holder: str,
-        acquire_timeout: float | None = None,
-        hold_timeout: float | None = None,
+        self, key: str, holder: str, acquire_timeout: Timeout = None, hold_timeout: Timeout = None
     ) -> bool:
         with self._tolerated():
             if not self._down():
