@@ -26,13 +26,13 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, exists, select, update
+from sqlalchemy import Connection, exists, select
 
 from pledgeflow.counters import refresh_upload_counters
 from pledgeflow.distinct import all_unchanged
+from pledgeflow.status import complete_chunk
 from schemas.tables import CHUNK, UPLOAD, CsvUpload, CsvUploadChunk, UploadStatus
 
 logger = logging.getLogger(__name__)
@@ -127,27 +127,23 @@ def skip_unchanged(
         }
         for name, counts in stats["tables"].items()
     }
-    conn.execute(
-        update(CsvUploadChunk)
-        .where(CsvUploadChunk.id == chunk_id)
-        .values(
-            status=UploadStatus.COMPLETED,
-            imported_rows=match.imported_rows,
-            rejected_rows=match.rejected_rows,
-            errors=match.errors,
-            digest=digest,
-            stats={
-                "tables": tables,
-                "keys": all_unchanged(stats["keys"]),
-                "by_code": stats.get("by_code") or {},
-                "warnings": stats.get("warnings") or [],
-                "seconds": round(time.perf_counter() - started, 4),
-                "worker": f"{socket.gethostname()}:{os.getpid()}",
-                "rows_from_cache": False,
-                "unchanged_since": {"upload_id": match.upload_id, "chunk_id": match.id},
-            },
-            completed_at=datetime.now(UTC),
-        )
+    complete_chunk(
+        conn,
+        chunk_id,
+        imported_rows=match.imported_rows,
+        rejected=(match.errors or {}).get("rejected") or [],
+        rejected_rows=match.rejected_rows,
+        stats={
+            "tables": tables,
+            "keys": all_unchanged(stats["keys"]),
+            "by_code": stats.get("by_code") or {},
+            "warnings": stats.get("warnings") or [],
+            "seconds": round(time.perf_counter() - started, 4),
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
+            "rows_from_cache": False,
+            "unchanged_since": {"upload_id": match.upload_id, "chunk_id": match.id},
+        },
+        digest=digest,
     )
     refresh_upload_counters(conn, upload_id)
     logger.info(
