@@ -79,7 +79,7 @@ def process_chunk(chunk_id: int, owner: str | None = None) -> ChunkSummary:
     except (ChunkDataError, ChunkBusyError):
         raise  # recorded already, or not this run's chunk to record
     except Exception as exc:
-        code, message = _describe(exc)
+        code, message = describe_error(exc)
         retry_transient(mark_chunk_failed)(chunk_id, code, message, owner)
         if is_transient(exc):
             raise  # the original type tells Prefect and the logs what happened
@@ -111,7 +111,7 @@ def _claim_and_import(chunk_id: int, owner: str) -> ChunkSummary:
     except Exception as exc:
         if is_transient(exc):
             raise  # retried by process_chunk, which keeps the claim meanwhile
-        code, message = _describe(exc)
+        code, message = describe_error(exc)
         mark_chunk_failed(chunk_id, code, message, owner)
         # A database error's text carries the whole statement: run history gets the summary.
         raise ChunkDataError(code, message) from exc
@@ -126,7 +126,7 @@ def _claim_and_import(chunk_id: int, owner: str) -> ChunkSummary:
     return summary
 
 
-def _describe(exc: BaseException) -> tuple[str, str]:
+def describe_error(exc: BaseException) -> tuple[str, str]:
     """A reason code and a one-line message; database errors keep only the server's message."""
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         code = "transient_database_error" if is_transient(exc) else "database_error"

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 
-from pledgeflow.chunks import answers_by_value, chunk_layout, chunk_table
+from pledgeflow.chunks import answers_by_value, chunk_layout, chunk_table, describe_error
 from pledgeflow.currencies import currency_summary
 from pledgeflow.database import get_engine, rolled_back, transaction
 from pledgeflow.failures import ChunkDataError, UploadNotFoundError, is_transient
@@ -105,11 +105,10 @@ def dry_run_upload(upload_id: int, error: dict[str, Any] | None = None) -> Uploa
                 except (ChunkDataError, DBAPIError) as exc:
                     if isinstance(exc, DBAPIError) and is_transient(exc):
                         raise  # the whole dry run is retried
-                    code, message = (
-                        (exc.code, str(exc))
-                        if isinstance(exc, ChunkDataError)
-                        else ("database_error", (str(exc.orig).splitlines() or [""])[0][:400])
-                    )
+                    if isinstance(exc, ChunkDataError):
+                        code, message = exc.code, str(exc)
+                    else:
+                        code, message = describe_error(exc)
                     outcomes[position] = ChunkOutcome(
                         chunk.chunk_index,
                         UploadStatus.FAILED,
