@@ -3,7 +3,8 @@
 `clients/json-schema/*.schema.json` are these models' JSON Schemas (`python -m
 schemas.json_columns clients/json-schema` writes them; tests/test_json_columns.py fails when
 they differ, and checks real imports' rows against them); the TypeScript client's types are
-generated from those files.
+generated from those files. What pledgeflow writes to these columns is built through the models
+(`pledgeflow.status`): the errors, and the stats an aggregation writes, are checked as written.
 
 What the web app writes is closed (`ChunkData`). What pledgeflow writes for the web app to show
 is closed where the web app reads it (rejections, counts, the failure's code and message) and
