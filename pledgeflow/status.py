@@ -301,11 +301,11 @@ class UploadCounters(BaseModel):
     """The upload's counters (its `csv_upload` columns of the same names)."""
 
     total_rows: int
+    imported_rows: int
+    rejected_rows: int
     total_chunks: int
     completed_chunks: int
     failed_chunks: int
-    imported_rows: int
-    rejected_rows: int
 
     @classmethod
     def of(cls, row: Any) -> Self:
@@ -313,12 +313,18 @@ class UploadCounters(BaseModel):
         return cls(**{name: getattr(row, name) for name in cls.model_fields})
 
 
-class UploadResult(UploadCounters):
-    """The upload's outcome as the CLI's `--json` prints it."""
+class UploadIdentity(BaseModel):
+    """Which upload a result is of, its status and platform."""
 
     upload_id: int
     status: str
     platform: str | None
+
+
+# Fields in DESIGN's order for `--json`: pydantic lists a later base's fields first.
+class UploadResult(UploadCounters, UploadIdentity):
+    """The upload's outcome as the CLI's `--json` prints it."""
+
     stats: dict[str, Any] | None = None
     errors: dict[str, Any] | None = None
     # True for a dry run's prediction: nothing was written to the data tables.
