@@ -11,8 +11,13 @@ from typing import Any, TextIO
 from sqlalchemy import select
 
 from pledgeflow.database import get_engine
-from schemas.frames import REPORT_COLUMNS, REPORT_SEPARATOR
 from schemas.tables import CsvUploadChunk
+
+# The columns the rejected-row report (`pledgeflow errors --csv`) puts before a row's original
+# cells. A row with several failing cells lists each in `column`, `code`, `value` (quoted, cut
+# to 80 characters) and `message`, in the same order, joined by REPORT_SEPARATOR.
+REPORT_COLUMNS = ("row_number", "column", "code", "value", "message")
+REPORT_SEPARATOR = "; "
 
 SHOWN_CHARS = 80  # an offending value is shown cut to this many characters
 

@@ -32,12 +32,6 @@ REASON_CODES: dict[str, str] = {
     "cell_too_large": "a cell is longer than PLEDGEFLOW_MAX_CELL_CHARS characters",
 }
 
-# The columns the rejected-row report (`pledgeflow errors --csv`) puts before a row's original
-# cells. A row with several failing cells lists each in `column`, `code`, `value` (quoted, cut
-# to 80 characters) and `message`, in the same order, joined by REPORT_SEPARATOR.
-REPORT_COLUMNS = ("row_number", "column", "code", "value", "message")
-REPORT_SEPARATOR = "; "
-
 
 class SourceRows(pa.DataFrameModel):
     """One row per source record, canonical fields as text; index is the file's data-row number."""

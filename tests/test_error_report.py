@@ -13,11 +13,17 @@ from typer.testing import CliRunner
 
 from pledgeflow.chunks import process_chunk
 from pledgeflow.cli import app
-from pledgeflow.reports import FORMULA_STARTS, neutralize, shown_value, write_rejected_csv
+from pledgeflow.reports import (
+    FORMULA_STARTS,
+    REPORT_COLUMNS,
+    neutralize,
+    shown_value,
+    write_rejected_csv,
+)
 from pledgeflow.staging import stage_file
 from pledgeflow.uploads import aggregate_upload, start_upload
 from pledgeflow_bench.exports import HEADERS, backers, render
-from schemas.frames import REASON_CODES, REPORT_COLUMNS
+from schemas.frames import REASON_CODES
 from tests.helpers import import_path, write_file
 
 FORMULAS = [
