@@ -26,7 +26,13 @@ from tests.conftest import DATA_TABLES
 from tests.helpers import checksums, count, import_path, write_file
 from tests.services import BIN, free_port, wait_until
 
-pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]
+# A cap, not a delay: a killed worker's retry waits on subprocesses and the harness's recorders,
+# which took over 300 s on a machine at load 20.
+pytestmark = [
+    pytest.mark.usefixtures("prefect_harness"),
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+]
 
 
 def truncate(db: Engine) -> None:
