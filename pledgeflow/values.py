@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # A money cell: optional ISO code or symbol before and/or after a number that may carry
 # thousands separators (`$5.00 USD`, `SEK 1,000.00`, `£253.00`, `AU$ 25.00`, `249.0`).
@@ -70,8 +73,42 @@ def per_distinct(
     return results[codes]
 
 
+# What `str.strip()` removes: every character `str.isspace` takes (Arrow's own whitespace
+# trim follows Unicode's White_Space, which differs from Python's by a few control characters).
+PY_WHITESPACE = "".join(chr(code) for code in range(0x110000) if chr(code).isspace())
+
+
+def _arrow_text(cells: pd.Series) -> pa.ChunkedArray | pa.Array | None:
+    """The Arrow array behind a text column (pandas 3's `str` dtype), or None for another."""
+    if not isinstance(cells.dtype, pd.StringDtype) or cells.dtype.storage != "pyarrow":
+        return None
+    return pa.array(cells.array)
+
+
+def stripped_or_none(cells: pd.Series) -> pd.Series:
+    """Each cell stripped as `str.strip()` strips it; missing where that leaves nothing.
+
+    On an Arrow-backed text column one trim kernel in C (about six times faster than a
+    comprehension over Python strings); other columns go cell by cell."""
+    arrow = _arrow_text(cells)
+    if arrow is None:
+        stripped = [
+            (cell.strip() or None) if isinstance(cell, str) else None
+            for cell in cells.to_numpy(dtype=object)
+        ]
+        return pd.Series(stripped, index=cells.index, dtype="str")
+    trimmed = pc.utf8_trim(arrow, characters=PY_WHITESPACE)
+    kept = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, trimmed.type), trimmed)
+    return pd.Series(kept, index=cells.index, dtype=cells.dtype)
+
+
 def is_blank(cells: pd.Series) -> pd.Series:
     """True where a cell is missing or only whitespace."""
+    arrow = _arrow_text(cells)
+    if arrow is not None:
+        trimmed = pc.utf8_trim(arrow, characters=PY_WHITESPACE)
+        blank = pc.fill_null(pc.equal(trimmed, ""), True)  # a missing cell is blank
+        return pd.Series(blank.to_numpy(zero_copy_only=False), index=cells.index, dtype=bool)
     # One comprehension: cheaper than the `.str` accessor, and than hashing mostly distinct cells.
     blank = [not cell.strip() if isinstance(cell, str) else True for cell in cells.to_numpy(object)]
     return pd.Series(blank, index=cells.index, dtype=bool)
@@ -99,8 +136,16 @@ def _money_or_blank(cell: str) -> bool:
 
 
 def _money_or_none(cell: str) -> tuple[Decimal, str | None] | None:
+    return cached_money(cell, None)
+
+
+@lru_cache(maxsize=65_536)
+def cached_money(cell: str, project_currency: str | None) -> tuple[Decimal, str | None] | None:
+    """`parse_money` remembered, None where it raises MoneyError: an export repeats a few
+    thousand amounts over all its chunks, and the check of a cell and its parse then cost one
+    lookup each (Decimals are immutable, so rows may share one)."""
     try:
-        return parse_money(cell, None)
+        return parse_money(cell, project_currency)
     except MoneyError:
         return None
 
