@@ -25,10 +25,10 @@ from sqlalchemy import Connection, exists, select, update
 from pledgeflow.database import get_engine, transaction
 from pledgeflow.dates import DateColumn
 from pledgeflow.failures import ChunkDataError
-from pledgeflow.transform import build_frames, row_keys
+from pledgeflow.transform import rejected_rows, row_keys
 from pledgeflow.upload_dates import stored_dates
 from pledgeflow.values import MONEY_PATTERN, SYMBOL_CURRENCIES
-from schemas.layout import MONEY_FIELDS, Layout
+from schemas.layout import DATE_FIELDS, MONEY_FIELDS, Layout
 from schemas.tables import CHUNK, PROJECT, UPLOAD, CsvUpload, CsvUploadChunk, UploadStatus
 
 logger = logging.getLogger(__name__)
@@ -83,26 +83,38 @@ def _valid_rows(
     dates: Mapping[str, DateColumn],
     wanted: set[int],
 ) -> set[int]:
-    """Which of the `wanted` data rows `build_frames` imports (the others it rejects)."""
+    """Which of the `wanted` data rows `build_frames` imports (the others it rejects).
+
+    Only the row checks run (`rejected_rows`), over the wanted rows of many chunks at once
+    while their headers agree: each call has a fixed cost. When a date field has no style
+    decided for the upload, each chunk's rows go alone, as each chunk infers its own."""
+    together = all(name in dates for name in DATE_FIELDS if name in layout.fields)
     valid: set[int] = set()
+    numbers: list[int] = []
+    records: list[Sequence[Any]] = []
+    headers: list[str] = []
+
+    def check() -> None:
+        if records:
+            rejected = rejected_rows(headers, records, layout, dates=dates, row_numbers=numbers)
+            valid.update(row for row in numbers if row not in rejected)
+        numbers.clear()
+        records.clear()
+
     for chunk in chunks:
         last = chunk.first_row + chunk.row_count
         if not any(chunk.first_row <= row < last for row in wanted):
             continue
-        numbers: list[int] = []
-        records: list[Sequence[Any]] = []
-        headers: list[str] = []
         for row, chunk_headers, record in _records(conn, chunk):
-            headers = chunk_headers
+            if chunk_headers != headers:
+                check()
+                headers = chunk_headers
             if row in wanted:
                 numbers.append(row)
                 records.append(record)
-        if records:
-            frames = build_frames(
-                headers, records, 0, layout, None, dates=dates, row_numbers=numbers
-            )
-            rejected = {r["row"] for r in frames.rejected}
-            valid.update(row for row in numbers if row not in rejected)
+        if not together:
+            check()
+    check()
     return valid
 
 

@@ -124,6 +124,18 @@ def row_keys(layout: Layout, record: object) -> tuple[Sequence[str], str, str] |
     return cells, (email if layout.key_from_email else cells[key_at].strip()), email
 
 
+@dataclass
+class _Checked:
+    """A chunk's rows after the row checks: what `build_frames` maps, and what it rejects."""
+
+    raw: pd.DataFrame
+    source: pd.DataFrame
+    rejected: list[dict[str, Any]]
+    warnings: ValueWarnings
+    parsed_dates: dict[str, pd.Series]
+    quantities: pd.DataFrame
+
+
 def build_frames(
     headers: Sequence[str],
     rows: Sequence[Sequence[object]],
@@ -141,6 +153,55 @@ def build_frames(
     one takes the style its cells in this chunk show. Rows are numbered from `first_row`, or by
     `row_numbers` (one per row) when given.
     """
+    checked = _check_rows(headers, rows, first_row, layout, max_cell_chars, dates, row_numbers)
+    source, rejected, quantities = checked.source, checked.rejected, checked.quantities
+    bad_rows = {r["row"] for r in rejected}
+    valid = source[~source.index.isin(bad_rows)]
+    quantities = quantities[~quantities["row"].isin(bad_rows)]
+    rejected.sort(key=lambda r: (r["row"], r["column"]))
+    named = _named_items(checked.raw.loc[valid.index], layout)
+    frames = _canonical_frames(
+        valid,
+        checked.raw.loc[valid.index],
+        quantities,
+        named,
+        layout,
+        project_currency,
+        {name: parsed.loc[valid.index] for name, parsed in checked.parsed_dates.items()},
+        checked.warnings,
+    )
+    frames.rejected = rejected
+    frames.warnings = checked.warnings.as_list()
+    frames.imported_rows = len(valid)
+    frames.rejected_rows = len(bad_rows)
+    return frames
+
+
+def rejected_rows(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    layout: Layout,
+    *,
+    row_numbers: Sequence[int],
+    dates: Mapping[str, DateColumn] | None = None,
+    max_cell_chars: int | None = None,
+) -> set[int]:
+    """The numbers of the rows `build_frames` rejects, found by its row checks alone (the
+    frames of the rows it keeps are not built): what settling an upload needs to know."""
+    checked = _check_rows(headers, rows, 0, layout, max_cell_chars, dates, row_numbers)
+    return {r["row"] for r in checked.rejected}
+
+
+def _check_rows(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    first_row: int,
+    layout: Layout,
+    max_cell_chars: int | None,
+    dates: Mapping[str, DateColumn] | None,
+    row_numbers: Sequence[int] | None,
+) -> _Checked:
+    """The chunk's cells as a frame, the value rules applied, and every rejection found."""
     max_cell_chars = max_cell_chars or get_settings().max_cell_chars
     width = len(headers)
     rejected: list[dict[str, Any]] = []
@@ -207,26 +268,7 @@ def build_frames(
     quantities = _quantity_cells(raw, layout)
     rejected += _quantity_failures(quantities)
 
-    bad_rows = {r["row"] for r in rejected}
-    valid = source[~source.index.isin(bad_rows)]
-    quantities = quantities[~quantities["row"].isin(bad_rows)]
-    rejected.sort(key=lambda r: (r["row"], r["column"]))
-    named = _named_items(raw.loc[valid.index], layout)
-    frames = _canonical_frames(
-        valid,
-        raw.loc[valid.index],
-        quantities,
-        named,
-        layout,
-        project_currency,
-        {name: parsed.loc[valid.index] for name, parsed in parsed_dates.items()},
-        warnings,
-    )
-    frames.rejected = rejected
-    frames.warnings = warnings.as_list()
-    frames.imported_rows = len(valid)
-    frames.rejected_rows = len(bad_rows)
-    return frames
+    return _Checked(raw, source, rejected, warnings, parsed_dates, quantities)
 
 
 def _cell_failures(source: pd.DataFrame, layout: Layout) -> list[dict[str, Any]]:
