@@ -65,9 +65,15 @@ def per_distinct(
     A column repeats a few values many times (amounts, countries, quantities, statuses): one
     hash pass in C (`pandas.factorize`) finds the distinct cells, `func` runs on those only,
     and one take spreads the results back over the column."""
-    codes, uniques = pd.factorize(np.asarray(cells, dtype=object))
-    results = np.empty(len(uniques) + 1, dtype=dtype)
-    for position, cell in enumerate(uniques):
+    if isinstance(cells, pd.Series) and arrow_backed(cells):
+        # Arrow's dictionary encoding, without first making a Python string of every cell.
+        codes, uniques = pd.factorize(cells.array)
+        distinct = uniques.tolist()
+    else:
+        codes, uniques = pd.factorize(np.asarray(cells, dtype=object))
+        distinct = list(uniques)
+    results = np.empty(len(distinct) + 1, dtype=dtype)
+    for position, cell in enumerate(distinct):
         results[position] = func(cell if isinstance(cell, str) else str(cell))
     results[-1] = missing  # factorize codes an NA as -1: the last entry
     return results[codes]
@@ -78,11 +84,14 @@ def per_distinct(
 PY_WHITESPACE = "".join(chr(code) for code in range(0x110000) if chr(code).isspace())
 
 
+def arrow_backed(cells: pd.Series) -> bool:
+    """Whether a column is text held by Arrow (pandas 3's `str` dtype with pyarrow)."""
+    return isinstance(cells.dtype, pd.StringDtype) and cells.dtype.storage == "pyarrow"
+
+
 def _arrow_text(cells: pd.Series) -> pa.ChunkedArray | pa.Array | None:
     """The Arrow array behind a text column (pandas 3's `str` dtype), or None for another."""
-    if not isinstance(cells.dtype, pd.StringDtype) or cells.dtype.storage != "pyarrow":
-        return None
-    return pa.array(cells.array)
+    return pa.array(cells.array) if arrow_backed(cells) else None
 
 
 def stripped_or_none(cells: pd.Series) -> pd.Series:
