@@ -34,6 +34,9 @@ from schemas.tables import CHUNK, PROJECT, UPLOAD, CsvUpload, CsvUploadChunk, Up
 logger = logging.getLogger(__name__)
 ISO_CODE = re.compile(r"[A-Z]{3}")
 KINDS = ("pledge", "backer")
+# The most rows whose checks run in one call while settling: a chunk's worth keeps the rows
+# held at once (and the frames built of them) no larger than a chunk task's.
+CHECK_ROWS = 10_000
 
 
 @dataclass
@@ -85,9 +88,10 @@ def _valid_rows(
 ) -> set[int]:
     """Which of the `wanted` data rows `build_frames` imports (the others it rejects).
 
-    Only the row checks run (`rejected_rows`), over the wanted rows of many chunks at once
-    while their headers agree: each call has a fixed cost. When a date field has no style
-    decided for the upload, each chunk's rows go alone, as each chunk infers its own."""
+    Only the row checks run (`rejected_rows`), over the wanted rows of several chunks at once
+    (up to CHECK_ROWS, while their headers agree): each call has a fixed cost. When a date
+    field has no style decided for the upload, each chunk's rows go alone, as each chunk
+    infers its own."""
     together = all(name in dates for name in DATE_FIELDS if name in layout.fields)
     valid: set[int] = set()
     numbers: list[int] = []
@@ -112,7 +116,7 @@ def _valid_rows(
             if row in wanted:
                 numbers.append(row)
                 records.append(record)
-        if not together:
+        if not together or len(records) >= CHECK_ROWS:
             check()
     check()
     return valid
