@@ -96,9 +96,18 @@ def bench(
     reserve: Annotated[
         int, typer.Option(min=0, help="Burst mode: connections `limits apply` keeps free.")
     ] = 40,
+    webhook_latency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Latency mode: after a warm-up, post this many uploads of --rows rows to the "
+            "webhook one at a time and time each from the 202 to its run's COMPLETED.",
+        ),
+    ] = None,
 ) -> None:
     """Benchmark the import pipeline against dlt, a hand-tuned and a naive ORM baseline, or
-    (with --burst) a burst of uploads through the webhook."""
+    (with --burst) a burst of uploads through the webhook, or (with --webhook-latency) small
+    uploads from the webhook to COMPLETED."""
     missing = [name for name in EXTRA_MODULES if find_spec(name) is None]
     if missing:
         typer.echo(f"{MISSING} ({', '.join(missing)} missing)", err=True)
@@ -122,6 +131,20 @@ def bench(
             if configured.get_backend_name() == "postgresql"
             else DEFAULT_SERVER
         )
+    redis = redis_url or (
+        settings.redis_url.get_secret_value() if settings.redis_url else DEFAULT_REDIS
+    )
+    if webhook_latency:
+        from pledgeflow_bench.latency import latency_report, run_latency_bench
+
+        latency = run_latency_bench(
+            webhook_latency, rows[0], chunk_size or settings.chunk_size, server, redis
+        )
+        for line in latency_report(latency):
+            typer.echo(line)
+        if json_file is not None:
+            json_file.write_text(json.dumps(latency, indent=2) + "\n")
+        return
     if burst:
         from pledgeflow_bench.burst import burst_report, run_burst_bench
 
@@ -130,8 +153,7 @@ def bench(
             rows[0],
             chunk_size or settings.chunk_size,
             server,
-            redis_url
-            or (settings.redis_url.get_secret_value() if settings.redis_url else DEFAULT_REDIS),
+            redis,
             workers=burst_workers,
             worker_limit=worker_limit,
             reserve=reserve,
@@ -153,10 +175,7 @@ def bench(
             server_url=server,
             # Two workers on two uploads is one measurement, whatever the sizes: after the last.
             workers_rows=workers_rows if number == len(rows) else 0,
-            redis_url=None
-            if no_redis
-            else redis_url
-            or (settings.redis_url.get_secret_value() if settings.redis_url else DEFAULT_REDIS),
+            redis_url=None if no_redis else redis,
         )
         figures = run_bench(config)
         for line in report(figures):
