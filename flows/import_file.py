@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from prefect import State, flow
+from prefect import State
 from prefect.runtime import deployment, flow_run
 from prefect.states import Failed
 
-from flows.process_upload import import_upload
+from flows.process_upload import import_upload, upload_flow
 from pledgeflow.parameters import (
     DETECT,
     ChunkSize,
@@ -21,21 +21,14 @@ from pledgeflow.parameters import (
     ShopDomain,
     titled,
 )
-from pledgeflow.runners import chunk_task_runner
 from pledgeflow.status import UploadResult
-from tasks.observability import fail_upload_on_crash, label_flow_run, log_pledgeflow_to_run
+from tasks.observability import label_flow_run, log_pledgeflow_to_run
 from tasks.uploads import stage_file_task
 
 
 # No flow_run_name: the run keeps the name it was created with (typed in the UI's form, or
 # Prefect's generated one); its upload is in its `upload:<id>` tag and artifacts.
-@flow(
-    name="import-file",
-    description="Stream a CSV export into a new upload and import it.",
-    task_runner=chunk_task_runner(),
-    on_failure=[fail_upload_on_crash],
-    on_crashed=[fail_upload_on_crash],
-)
+@upload_flow("import-file", "Stream a CSV export into a new upload and import it.")
 def import_file(
     path: Annotated[ImportPathText, titled("File path")],
     shop: Annotated[ShopDomain, titled("Shop domain")],

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from prefect import State, flow
+from prefect import State
 from pydantic import Field
 
-from flows.process_upload import import_upload
+from flows.process_upload import import_upload, upload_flow
 from pledgeflow.parameters import UploadId, titled
-from pledgeflow.runners import chunk_task_runner
 from pledgeflow.status import UploadResult
-from tasks.observability import fail_upload_on_crash
 
 RetryAttempt = Annotated[int, Field(ge=0, le=100)]
 
 
-@flow(
-    name="retry-upload",
-    flow_run_name="retry-upload-{upload_id}",
-    description="Re-run the failed chunks of an upload and those stuck past their lease.",
-    task_runner=chunk_task_runner(),
-    on_failure=[fail_upload_on_crash],
-    on_crashed=[fail_upload_on_crash],
+@upload_flow(
+    "retry-upload",
+    "Re-run the failed chunks of an upload and those stuck past their lease.",
+    run_name="retry-upload-{upload_id}",
 )
 def retry_upload(
     upload_id: Annotated[UploadId, titled("Upload id")],

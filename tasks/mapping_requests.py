@@ -21,9 +21,11 @@ from prefect.runtime import deployment
 from pledgeflow.retries import retry_transient
 from pledgeflow.saved_mappings import saved_project_mapping, upload_headers
 from pledgeflow.settings import get_settings
+from pledgeflow.uploads import UploadPlan
 from schemas.layout import CANONICAL_FIELDS
 from schemas.mappings import ITEMS
 from schemas.suggested_mappings import suggest_mapping
+from tasks.uploads import start_upload_task
 
 logger = logging.getLogger(__name__)
 # The form's name for the mapping's `items`: Prefect 3.9's default UI checks a resume form's
@@ -106,3 +108,26 @@ def ask_for_mapping(upload_id: int) -> dict[str, Any] | None:
     )
     logger.info("upload %s: resumed with a mapping", upload_id)
     return chosen_mapping(answer)
+
+
+def needs_mapping(
+    error: dict[str, Any] | None, mapping: dict[str, Any] | None, dry_run: bool
+) -> bool:
+    """Whether to ask for a mapping: the layout is unknown and the caller gave none."""
+    return bool(error and error.get("code") == "unknown_layout" and not mapping and not dry_run)
+
+
+def plan_upload(
+    upload_id: int,
+    mapping: dict[str, Any] | None = None,
+    dry_run: bool = False,
+    max_rejected_fraction: float | None = None,
+) -> UploadPlan:
+    """Start the upload; when no platform matches its headers and no mapping was given, start
+    it again with the mapping `ask_for_mapping` finds or a person gives (a deployment run)."""
+    plan = start_upload_task(upload_id, mapping, dry_run, max_rejected_fraction)
+    if needs_mapping(plan.error, mapping, dry_run):
+        asked = ask_for_mapping(upload_id)
+        if asked is not None:
+            plan = start_upload_task(upload_id, asked, dry_run, max_rejected_fraction)
+    return plan

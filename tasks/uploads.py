@@ -1,4 +1,5 @@
-"""Upload-level tasks: start an upload, aggregate it, stage a file into one, find stuck ones."""
+"""Upload-level tasks: start an upload, aggregate it (or predict it), stage a file into one, find
+stuck ones; and what a flow run returns for its upload."""
 
 from __future__ import annotations
 
@@ -44,6 +45,21 @@ def dry_run_upload_task(upload_id: int, error: dict[str, Any] | None = None) -> 
 def aggregate_upload_task(upload_id: int) -> UploadResult:
     """Set the upload's counters, stats, errors and final status."""
     return retry_transient(aggregate_upload)(upload_id)
+
+
+def conclude_upload(plan: UploadPlan, *, dry_run: bool = False) -> UploadResult:
+    """The upload's outcome: aggregated from its chunks, or, for a dry run, predicted."""
+    if dry_run:
+        return dry_run_upload_task(plan.upload_id, plan.error)
+    return aggregate_upload_task(plan.upload_id)
+
+
+def run_outcome(result: UploadResult) -> UploadResult | State[Any]:
+    """What the flow run returns: the result, or a Failed state saying why when the upload did
+    not end COMPLETED (`UploadResult.run_failure`; an expected outcome: the run ends with that
+    message, no traceback)."""
+    failure = result.run_failure()
+    return result if failure is None else Failed(message=failure)
 
 
 @task(name="stage-file", task_run_name="stage-{shop}-{project}", **_retry)
