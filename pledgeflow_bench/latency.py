@@ -21,11 +21,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 from sqlalchemy import Engine, create_engine, text
 
 from pledgeflow_bench.bench import _database, _migrate, _prefect_api, _redis_keys
 from pledgeflow_bench.burst import _locked_server_env
 from pledgeflow_bench.bursts import BurstStack, burst_stack, store_web_app_upload, write_exports
+from pledgeflow_bench.workers import _wait_for
 
 # The worker settings the README's production setup gives `prefect worker start`: ask for
 # scheduled runs every second instead of Prefect's 10 s (a run then waits 0.5 s for a worker on
@@ -61,10 +63,18 @@ def _upload_times(engine: Engine, upload_id: int) -> tuple[str, float | None, fl
     return str(row.status), started, completed
 
 
+def _children_cpu(pid: int) -> float:
+    """CPU seconds of the ended processes a process has waited for (its flow-run processes)."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.children_user + times.children_system)
+
+
 def _one_upload(
     stack: BurstStack, engine: Engine, upload_id: int, timeout: float
 ) -> dict[str, Any]:
     """Deliver one upload's webhook and time its run to the end."""
+    worker = stack.workers[0].pid
+    cpu_before = _children_cpu(worker)
     run_id = stack.deliver([upload_id], at_once=1)[upload_id]
     accepted = time.time()  # the 202 has just arrived
     deadline = time.monotonic() + timeout
@@ -75,6 +85,8 @@ def _one_upload(
         if time.monotonic() > deadline:
             raise RuntimeError(f"upload {upload_id}: run still {state} after {timeout:.0f} s")
         time.sleep(0.2)
+    # The worker reaps its flow-run process a moment after the run's final state.
+    _wait_for(lambda: _children_cpu(worker) > cpu_before, 60, "the flow-run process's end")
     entered = _run_states(stack, run_id)
     status, started, completed = _upload_times(engine, upload_id)
     end = entered.get(state, time.time())
@@ -95,6 +107,8 @@ def _one_upload(
         "upload": span(started, completed),
         "to_run_end": span(completed, end),
         "answer_seconds": round(stack.answer_seconds[-1], 2),
+        # What the run costs on an idle machine, whatever the load: the flow-run process's CPU.
+        "flow_run_cpu_seconds": round(_children_cpu(worker) - cpu_before, 2),
         "load": round(os.getloadavg()[0], 1),
     }
 
@@ -149,12 +163,14 @@ def run_latency_bench(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     seconds = [m["seconds"] for m in measured if m["seconds"] is not None]
+    cpu = [m["flow_run_cpu_seconds"] for m in measured]
     return {
         "rows": rows,
         "runs": runs,
         "worker_settings": WORKER_SETTINGS,
         "median_seconds": round(statistics.median(seconds), 2) if seconds else None,
         "seconds": seconds,
+        "flow_run_cpu_median_seconds": round(statistics.median(cpu), 2) if cpu else None,
         "all_completed": all(m["run_state"] == "COMPLETED" for m in measured),
         "warm_up": warm_up,
         "measured": measured,
@@ -167,14 +183,16 @@ def latency_report(figures: dict[str, Any]) -> list[str]:
         f"webhook 202 → COMPLETED, {figures['rows']:,}-row uploads on a warm worker "
         f"({', '.join(f'{k}={v}' for k, v in figures['worker_settings'].items())}): "
         f"median {figures['median_seconds']} s of {figures['seconds']}; "
-        f"all completed: {figures['all_completed']}",
+        f"all completed: {figures['all_completed']}; flow-run process CPU median "
+        f"{figures['flow_run_cpu_median_seconds']} s",
         "upload | s | picked up | process start | flow setup | upload (chunks, aggregation) | "
-        "report and end | load",
+        "report and end | flow-run CPU s | load",
     ]
     for m in [figures["warm_up"], *figures["measured"]]:
         label = f"{m['upload_id']}{' (warm-up)' if m is figures['warm_up'] else ''}"
         lines.append(
             f"{label} | {m['seconds']} | {m['to_picked_up']} | {m['to_running']} | "
-            f"{m['to_upload_started']} | {m['upload']} | {m['to_run_end']} | {m['load']}"
+            f"{m['to_upload_started']} | {m['upload']} | {m['to_run_end']} | "
+            f"{m['flow_run_cpu_seconds']} | {m['load']}"
         )
     return lines
