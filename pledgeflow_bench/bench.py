@@ -347,28 +347,33 @@ def _pipeline_in_child(
 ) -> dict[str, Any]:
     out = workdir / f"{label}.json"
     env = _child_env(config, database_url, api_url) | settings
+    return _child_figures(
+        "pledgeflow_bench.bench", (path, config.chunk_size, out), env, out, config.rows, "import"
+    )
+
+
+def _child_figures(
+    module: str, args: tuple[object, ...], env: dict[str, str], out: Path, rows: int, what: str
+) -> dict[str, Any]:
+    """Run `module` with `args` in a process of its own, in `out`'s folder and logging beside
+    it; the figures it wrote to `out`, with the machine's busy share meanwhile and the rate."""
     busy: dict[str, Any] = {}
-    with (workdir / f"{label}.log").open("wb") as log, _machine_busy(busy):
+    log_path = out.with_suffix(".log")
+    with log_path.open("wb") as log, _machine_busy(busy):
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
             # -P: the working directory must not shadow the installed package.
-            [
-                sys.executable,
-                "-P",
-                "-m",
-                "pledgeflow_bench.bench",
-                *map(str, (path, config.chunk_size, out)),
-            ],
+            [sys.executable, "-P", "-m", module, *map(str, args)],
             env=env,
-            cwd=workdir,
+            cwd=out.parent,
             stdout=log,
             stderr=subprocess.STDOUT,
             check=False,
         )
     if done.returncode != 0 or not out.exists():
-        tail = (workdir / f"{label}.log").read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"the {label} import failed ({done.returncode}):\n{tail}")
+        tail = log_path.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"the {out.stem} {what} failed ({done.returncode}):\n{tail}")
     measured: dict[str, Any] = json.loads(out.read_text()) | busy
-    measured["rows_per_second"] = _rate(config.rows, measured["seconds"])
+    measured["rows_per_second"] = _rate(rows, measured["seconds"])
     return measured
 
 
@@ -559,24 +564,8 @@ def _dlt_in_child(
     out = work / f"{label}.json"
     dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     env = {**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false", "RUNTIME__LOG_LEVEL": "ERROR"}
-    busy: dict[str, Any] = {}
-    with (work / f"{label}.log").open("wb") as log, _machine_busy(busy):
-        done = subprocess.run(  # noqa: S603 - our own interpreter and module
-            [
-                *(sys.executable, "-P", "-m", "pledgeflow_bench.dlt_peer"),
-                *map(str, (path, dsn, DLT_DATASET, work, out, SHOP, PROJECT)),
-            ],
-            env=env,
-            cwd=work,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
-    if done.returncode != 0 or not out.exists():
-        tail = (work / f"{label}.log").read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"the {label} load failed ({done.returncode}):\n{tail}")
-    measured: dict[str, Any] = json.loads(out.read_text()) | busy
-    measured["rows_per_second"] = _rate(config.rows, measured["seconds"])
+    args = (path, dsn, DLT_DATASET, work, out, SHOP, PROJECT)
+    measured = _child_figures("pledgeflow_bench.dlt_peer", args, env, out, config.rows, "load")
     measured["load"] = _load()
     return measured
 
