@@ -33,6 +33,7 @@ from sqlalchemy.engine import make_url
 from deployments.webhook import sign
 from pledgeflow.limits import DB_WRITES_LIMIT
 from pledgeflow_bench.exports import write_kickstarter_export
+from pledgeflow_bench.web_app import insert_web_app_upload
 from pledgeflow_bench.workers import POOL, ROOT, _wait_for, stop_process
 
 FINAL_UPLOAD = ("COMPLETED", "FAILED")
@@ -62,32 +63,8 @@ def store_web_app_upload(
             ),
             {"s": shop, "p": project},
         ).scalar_one()
-        upload_id = int(
-            conn.execute(
-                text(
-                    "INSERT INTO csv_upload (project_id, shop, filename, status) "
-                    "VALUES (:p, :s, :f, 'PENDING') RETURNING id"
-                ),
-                {"p": project_id, "s": shop, "f": csv_path.name},
-            ).scalar_one()
-        )
-        for index, start in enumerate(range(0, len(rows), chunk_size)):
-            part = rows[start : start + chunk_size]
-            conn.execute(
-                text(
-                    "INSERT INTO csv_upload_chunk "
-                    "(upload_id, chunk_index, data, first_row, row_count, status) "
-                    "VALUES (:u, :i, CAST(:d AS json), :f, :n, 'PENDING')"
-                ),
-                {
-                    "u": upload_id,
-                    "i": index,
-                    "f": start + 1,
-                    "n": len(part),
-                    "d": json.dumps({"headers": headers, "rows": part}),
-                },
-            )
-    return upload_id
+        chunks = [rows[start : start + chunk_size] for start in range(0, len(rows), chunk_size)]
+        return insert_web_app_upload(conn, project_id, shop, csv_path.name, headers, chunks)
 
 
 def write_exports(work: Path, count: int, rows: int) -> list[Path]:

@@ -17,6 +17,7 @@ from deployments.webhook import sign
 from pledgeflow.staging import stage_file
 from pledgeflow.status import UploadResult
 from pledgeflow.uploads import read_upload
+from pledgeflow_bench.web_app import insert_web_app_upload
 from schemas.mappings import ColumnMapping
 
 # Business content of each table, without surrogate ids or bookkeeping columns, so two
@@ -170,31 +171,7 @@ def store_web_app_upload(
                 text("INSERT INTO project (shop, name) VALUES (:s, 'Web') RETURNING id"),
                 {"s": shop},
             ).scalar_one()
-        upload_id = conn.execute(
-            text(
-                "INSERT INTO csv_upload (project_id, shop, filename, status) "
-                "VALUES (:p, :s, :f, 'PENDING') RETURNING id"
-            ),
-            {"p": project_id, "s": shop, "f": filename},
-        ).scalar_one()
-        first_row = 1
-        for index, chunk_rows in enumerate(chunks):
-            conn.execute(
-                text(
-                    "INSERT INTO csv_upload_chunk "
-                    "(upload_id, chunk_index, data, first_row, row_count, status) "
-                    "VALUES (:u, :i, CAST(:d AS json), :f, :n, 'PENDING')"
-                ),
-                {
-                    "u": upload_id,
-                    "i": index,
-                    "f": first_row,
-                    "n": len(chunk_rows),
-                    "d": json.dumps({"headers": list(headers), "rows": chunk_rows}),
-                },
-            )
-            first_row += len(chunk_rows)
-    return int(upload_id)
+        return insert_web_app_upload(conn, project_id, shop, filename, headers, chunks)
 
 
 @contextmanager
