@@ -20,6 +20,36 @@ from pledgeflow.uploads import read_upload
 from pledgeflow_bench.web_app import insert_web_app_upload
 from schemas.mappings import ColumnMapping
 
+# The inputs a chunk's rows depend on, and another value for each: the chunk digest and the row
+# cache's key must change with every one of them.
+ROW_INPUTS: dict[str, Any] = {
+    "data_digest": b"\x01" * 32,
+    "first_row": 1,
+    "shop": "a.example.com",
+    "platform": "kickstarter",
+    "mapping": None,
+    "currency": None,
+    "value_answers": [],
+}
+OTHER_ROW_INPUTS: dict[str, Any] = {
+    "data_digest": b"\x02" * 32,
+    "first_row": 9,
+    "shop": "b.example.com",
+    "platform": "backerkit",
+    "mapping": {"email": "E-mail"},
+    "currency": "EUR",
+    "value_answers": [17],
+}
+# The counters of an upload, each 0 when it is stored.
+UPLOAD_COUNTERS = (
+    "total_rows",
+    "total_chunks",
+    "completed_chunks",
+    "failed_chunks",
+    "imported_rows",
+    "rejected_rows",
+)
+
 # Business content of each table, without surrogate ids or bookkeeping columns, so two
 # imports can be compared row for row.
 CONTENT = {
@@ -67,6 +97,18 @@ def count(engine: Engine, sql: str, **params: Any) -> int:
     """Run a COUNT query."""
     with engine.connect() as conn:
         return int(conn.execute(text(sql), params).scalar_one())
+
+
+def fetch_rows(engine: Engine, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    """Run a query; its rows as tuples, in the order it returns them."""
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(sql), params)]
+
+
+def fetch_pairs(engine: Engine, sql: str, **params: Any) -> dict[Any, Any]:
+    """Run a two-column query; the first column's values mapped to the second's."""
+    with engine.connect() as conn:
+        return dict(conn.execute(text(sql), params).tuples().all())
 
 
 def write_file(tmp_path: Path, name: str, data: bytes) -> Path:

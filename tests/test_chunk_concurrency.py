@@ -28,6 +28,13 @@ def max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
     return best
 
 
+def chunk_spans(engine: Engine) -> list[tuple[datetime, datetime]]:
+    """When each chunk started and completed."""
+    with engine.connect() as conn:
+        spans = conn.execute(text("SELECT started_at, completed_at FROM csv_upload_chunk"))
+        return [(started, completed) for started, completed in spans]
+
+
 def test_chunks_run_concurrently_and_match_a_serial_run(
     db: Engine, tmp_path: Path, slow_pledges: None
 ) -> None:
@@ -46,11 +53,7 @@ def test_chunks_run_concurrently_and_match_a_serial_run(
 
     assert result.status == "COMPLETED"
     assert result.total_chunks == 20
-    with db.connect() as conn:
-        spans = [
-            tuple(r)
-            for r in conn.execute(text("SELECT started_at, completed_at FROM csv_upload_chunk"))
-        ]
+    spans = chunk_spans(db)
     assert max_overlap(spans) >= 4
     concurrent = checksums(db)
 
@@ -66,11 +69,7 @@ def test_chunks_run_concurrently_and_match_a_serial_run(
         task_runner=ThreadPoolTaskRunner(max_workers=1)  # type: ignore[arg-type]
     )
     serial(upload_id, return_state=True)
-    with db.connect() as conn:
-        spans = [
-            tuple(r)
-            for r in conn.execute(text("SELECT started_at, completed_at FROM csv_upload_chunk"))
-        ]
+    spans = chunk_spans(db)
     assert max_overlap(spans) == 1
     assert checksums(db) == concurrent
 

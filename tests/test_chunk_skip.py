@@ -13,7 +13,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -24,7 +23,7 @@ from pledgeflow.staging import stage_file
 from pledgeflow.status import UploadResult
 from tests.exports_backerkit import Backer
 from tests.exports_backerkit_tiers import export, older_export
-from tests.helpers import run_plain, write_file
+from tests.helpers import OTHER_ROW_INPUTS, ROW_INPUTS, run_plain, write_file
 from tests.test_unchanged_rows import contents, row_versions
 
 SHOP = "shop.example.com"
@@ -186,26 +185,8 @@ def test_while_an_older_upload_runs_positions_move_forward_instead(
 
 
 def test_the_digest_holds_every_input_the_rows_depend_on() -> None:
-    inputs: dict[str, Any] = {
-        "data_digest": b"\x01" * 32,
-        "first_row": 1,
-        "shop": "a.example.com",
-        "platform": "kickstarter",
-        "mapping": None,
-        "currency": None,
-        "dates": {},
-        "value_answers": [],
-    }
-    variations: dict[str, Any] = {
-        "data_digest": b"\x02" * 32,
-        "first_row": 9,
-        "shop": "b.example.com",
-        "platform": "backerkit",
-        "mapping": {"email": "E-mail"},
-        "currency": "EUR",
-        "dates": {"pledged_at": {"order": "DMY"}},
-        "value_answers": [17],
-    }
+    inputs = ROW_INPUTS | {"dates": {}}
+    variations = OTHER_ROW_INPUTS | {"dates": {"pledged_at": {"order": "DMY"}}}
     marks = {"pledge": [3], "backer": []}
     base = chunk_digest(chunk_inputs(**inputs), marks)
     assert base == chunk_digest(chunk_inputs(**inputs), {"backer": [], "pledge": [3]})

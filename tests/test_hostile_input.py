@@ -16,7 +16,14 @@ from pledgeflow.settings import get_settings
 from pledgeflow.staging import StagingError, stage_file
 from pledgeflow_bench.exports import HEADERS, backers, render
 from tests.conftest import DATA_TABLES
-from tests.helpers import count, run_plain, store_web_app_upload, write_file
+from tests.helpers import (
+    count,
+    fetch_pairs,
+    fetch_rows,
+    run_plain,
+    store_web_app_upload,
+    write_file,
+)
 
 GOOD = render("2020", backers(6))
 STAGING_CODES = {
@@ -122,19 +129,14 @@ def test_nul_cells_huge_cells_formulas_and_header_only_files(db: Engine, tmp_pat
     assert (result.imported_rows, result.rejected_rows) == (4, 1)
     entry = (result.errors or {})["sample"][0]
     assert (entry["row"], entry["code"], entry["column"]) == (2, "invalid_character", "Notes")
-    with db.connect() as conn:
-        notes: dict[str, str] = dict(
-            conn.execute(
-                text(
-                    "SELECT p.pledge_id, s.answers->>'Notes' FROM survey s "
-                    "JOIN pledge p ON p.id = s.pledge_id"
-                )
-            ).all()
-        )
-        name = conn.execute(text("SELECT name FROM backer WHERE email = 'backer5@example.com'"))
+    notes = fetch_pairs(
+        db,
+        "SELECT p.pledge_id, s.answers->>'Notes' FROM survey s JOIN pledge p ON p.id = s.pledge_id",
+    )
+    name = fetch_rows(db, "SELECT name FROM backer WHERE email = 'backer5@example.com'")[0]
     assert len(notes["3"]) == 100_000
     assert notes["4"] == people[3].notes
-    assert name.scalar() == people[4].name
+    assert name == (people[4].name,)
 
     header_only = run_plain(
         stage(write_file(tmp_path, "header.csv", (",".join(HEADERS["2020"]) + "\n").encode()))

@@ -21,22 +21,25 @@ from pledgeflow.staging import stage_file
 from pledgeflow.summaries import chunk_outcomes, summary_markdown
 from pledgeflow_bench.exports import backers, render
 from schemas.kickstarter import BACKER, PLEDGED
-from tests.helpers import checksums, count, deliver, run_plain, store_web_app_upload, write_file
+from tests.helpers import (
+    checksums,
+    count,
+    deliver,
+    fetch_rows,
+    run_plain,
+    store_web_app_upload,
+    write_file,
+)
 
 
 def shop_rows(db: Engine, shop: str) -> list[tuple[object, ...]]:
-    with db.connect() as conn:
-        return [
-            tuple(r)
-            for r in conn.execute(
-                text(
-                    "SELECT b.email, b.name, p.pledge_id, p.amount, j.name FROM backer b "
-                    "JOIN pledge p ON p.backer_id = b.id JOIN project j ON j.id = p.project_id "
-                    "WHERE b.shop = :s ORDER BY p.pledge_id"
-                ),
-                {"s": shop},
-            )
-        ]
+    return fetch_rows(
+        db,
+        "SELECT b.email, b.name, p.pledge_id, p.amount, j.name FROM backer b "
+        "JOIN pledge p ON p.backer_id = b.id JOIN project j ON j.id = p.project_id "
+        "WHERE b.shop = :s ORDER BY p.pledge_id",
+        s=shop,
+    )
 
 
 def test_an_upload_never_touches_another_shops_backers_or_pledges(

@@ -12,7 +12,6 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.exceptions import ObjectNotFound
 from prefect.task_runners import ThreadPoolTaskRunner
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from flows.process_upload import process_upload
@@ -29,7 +28,7 @@ from pledgeflow.uploads import read_upload
 from pledgeflow_bench.exports import backers, render
 from tests.helpers import write_file
 from tests.services import ROOT
-from tests.test_chunk_concurrency import max_overlap
+from tests.test_chunk_concurrency import chunk_spans, max_overlap
 
 
 def test_every_importing_deployment_queues_runs_past_its_limit() -> None:
@@ -114,11 +113,7 @@ def test_chunk_tasks_of_any_run_take_turns_on_the_database_slots(
     wide(upload_id, return_state=True)
 
     assert read_upload(upload_id).status == "COMPLETED"
-    with db.connect() as conn:
-        spans = [
-            tuple(r)
-            for r in conn.execute(text("SELECT started_at, completed_at FROM csv_upload_chunk"))
-        ]
+    spans = chunk_spans(db)
     assert len(spans) == 4
     # Three chunk tasks were free to run at once; the one slot let one write at a time.
     assert max_overlap(spans) == 1

@@ -17,6 +17,7 @@ from pledgeflow.database import get_engine
 from pledgeflow.migrations.runner import alembic_config, downgrade, upgrade
 from schemas.tables import TABLES
 from tests.conftest import ADMIN_URL, use_database
+from tests.helpers import UPLOAD_COUNTERS
 
 NATURAL_KEYS = {
     "project": ("shop", "name"),
@@ -163,14 +164,7 @@ def test_web_app_plain_sql_inserts_get_the_defaults(fresh_db: Engine) -> None:
     assert project.created_at is not None
     assert upload["status"] == "PENDING"
     assert upload["platform"] is None
-    for counter in (
-        "total_rows",
-        "total_chunks",
-        "completed_chunks",
-        "failed_chunks",
-        "imported_rows",
-        "rejected_rows",
-    ):
+    for counter in UPLOAD_COUNTERS:
         assert upload[counter] == 0, counter
     assert upload["stats"] is None and upload["errors"] is None
     assert upload["flow_run_id"] is None

@@ -20,7 +20,15 @@ from pledgeflow.status import UploadResult
 from pledgeflow_bench.exports import backers, render
 from tests.conftest import use_write_path
 from tests.exports_corpus import INDIEGOGO
-from tests.helpers import import_path, table_contents, write_file
+from tests.helpers import (
+    OTHER_ROW_INPUTS,
+    ROW_INPUTS,
+    fetch_pairs,
+    fetch_rows,
+    import_path,
+    table_contents,
+    write_file,
+)
 from tests.services import free_port
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -76,18 +84,13 @@ def counts(result: UploadResult) -> dict[str, dict[str, int]]:
 
 def chunk_reports(engine: Engine, result: UploadResult) -> list[tuple[Any, ...]]:
     """Each chunk's counters, rejected rows and counts by reason, in order."""
-    with engine.connect() as conn:
-        return [
-            tuple(row)
-            for row in conn.execute(
-                text(
-                    "SELECT imported_rows, rejected_rows, CAST(errors AS TEXT), "
-                    "CAST(stats -> 'by_code' AS TEXT) FROM csv_upload_chunk "
-                    "WHERE upload_id = :u ORDER BY chunk_index"
-                ),
-                {"u": result.upload_id},
-            )
-        ]
+    return fetch_rows(
+        engine,
+        "SELECT imported_rows, rejected_rows, CAST(errors AS TEXT), "
+        "CAST(stats -> 'by_code' AS TEXT) FROM csv_upload_chunk "
+        "WHERE upload_id = :u ORDER BY chunk_index",
+        u=result.upload_id,
+    )
 
 
 def test_a_reimported_file_takes_every_chunk_from_the_cache_and_changes_nothing(
@@ -173,15 +176,11 @@ def test_another_project_currency_misses_the_cache(db: Engine, tmp_path: Path) -
 
     assert from_cache(db, euros) == [False]
     assert from_cache(db, again) == [True]
-    with db.connect() as conn:
-        currencies: dict[str, str] = dict(
-            conn.execute(
-                text(
-                    "SELECT j.name, min(p.currency) FROM pledge p "
-                    "JOIN project j ON j.id = p.project_id GROUP BY j.name"
-                )
-            ).all()
-        )
+    currencies = fetch_pairs(
+        db,
+        "SELECT j.name, min(p.currency) FROM pledge p "
+        "JOIN project j ON j.id = p.project_id GROUP BY j.name",
+    )
     assert currencies == {"Dollars": "USD", "Euros": "EUR"}
 
 
@@ -206,26 +205,8 @@ def test_cached_rows_the_database_refuses_are_mapped_and_replaced(
 def test_the_key_holds_every_input_the_rows_depend_on(pg_url: str) -> None:
     cache = RowCache.from_settings()
     assert cache is not None
-    inputs: dict[str, Any] = {
-        "data_digest": b"\x01" * 32,
-        "first_row": 1,
-        "shop": "a.example.com",
-        "platform": "kickstarter",
-        "mapping": None,
-        "currency": None,
-        "encoding": "utf-8",
-        "value_answers": [],
-    }
-    variations = {
-        "data_digest": b"\x02" * 32,
-        "first_row": 9,
-        "shop": "b.example.com",
-        "platform": "backerkit",
-        "mapping": {"email": "E-mail"},
-        "currency": "EUR",
-        "encoding": "latin-1",
-        "value_answers": [17],
-    }
+    inputs = ROW_INPUTS | {"encoding": "utf-8"}
+    variations = OTHER_ROW_INPUTS | {"encoding": "latin-1"}
     base = cache.key(**inputs)
     keys = {cache.key(**(inputs | {name: value})) for name, value in variations.items()}
     assert base == cache.key(**inputs)

@@ -11,7 +11,14 @@ from sqlalchemy.engine import Connection, Engine
 from flows.process_upload import process_upload
 from pledgeflow.uploads import read_upload
 from pledgeflow_bench.exports import TIERS, Backer, backers, render
-from tests.helpers import checksums, count, import_path, store_web_app_upload, write_file
+from tests.helpers import (
+    checksums,
+    count,
+    fetch_pairs,
+    import_path,
+    store_web_app_upload,
+    write_file,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_harness", "write_path")
 
@@ -194,10 +201,7 @@ def test_dropped_and_errored_pledges_import_with_their_status(db: Engine, tmp_pa
     result = import_path(path)
 
     assert result.rejected_rows == 0
-    with db.connect() as conn:
-        statuses: dict[str, str] = dict(
-            conn.execute(text("SELECT pledge_id, status FROM pledge")).all()
-        )
+    statuses = fetch_pairs(db, "SELECT pledge_id, status FROM pledge")
     assert statuses == {"1": "collected", "2": "dropped", "3": "errored", "4": "collected"}
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
 from pledgeflow_bench.exports import backers, render
-from tests.helpers import write_file
+from tests.helpers import UPLOAD_COUNTERS, write_file
 from tests.stack import WEBHOOK_SECRET, Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -77,18 +77,13 @@ def test_the_typescript_client_stores_notifies_and_reads_an_upload(
         chunks = conn.execute(
             text("SELECT count(*) FROM csv_upload_chunk WHERE upload_id = :u"), {"u": upload_id}
         ).scalar_one()
-    counters = (
-        "total_rows",
-        "total_chunks",
-        "completed_chunks",
-        "failed_chunks",
-        "imported_rows",
-        "rejected_rows",
-    )
     camel = {
-        c: "".join(p if i == 0 else p.title() for i, p in enumerate(c.split("_"))) for c in counters
+        c: "".join(p if i == 0 else p.title() for i, p in enumerate(c.split("_")))
+        for c in UPLOAD_COUNTERS
     }
-    assert {c: progress[camel[c]] for c in counters} == {c: upload[c] for c in counters}
+    assert {c: progress[camel[c]] for c in UPLOAD_COUNTERS} == {
+        c: upload[c] for c in UPLOAD_COUNTERS
+    }
     assert (upload["total_rows"], upload["total_chunks"], chunks) == (40, 3, 3)
     assert (upload["imported_rows"], upload["rejected_rows"]) == (39, 1)
     assert upload["flow_run_id"] == read["queued"]["flow_run_id"]
