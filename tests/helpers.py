@@ -217,23 +217,39 @@ def store_web_app_upload(
 
 
 @contextmanager
-def slow_pledge_statements(engine: Engine, seconds: float) -> Iterator[None]:
-    """While open, every statement inserting pledges takes `seconds` longer (a trigger in the
-    database), so chunks overlap and faults land mid-import."""
+def pledge_trigger(
+    engine: Engine,
+    name: str,
+    body: str,
+    *,
+    when: str = "BEFORE INSERT OR UPDATE",
+    each: str = "ROW",
+) -> Iterator[None]:
+    """While open, the PL/pgSQL `body` runs as the trigger `name` on pledge (`when`, for each
+    `each`): a fault or a delay that lives in the database, where no user can reach it."""
     with engine.begin() as conn:
         conn.execute(
             text(f"""
-            CREATE FUNCTION test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN PERFORM pg_sleep({float(seconds)}); RETURN NULL; END $$;
-            CREATE TRIGGER test_slow AFTER INSERT ON pledge
-            FOR EACH STATEMENT EXECUTE FUNCTION test_slow();
+            CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN {body} END $$;
+            CREATE TRIGGER {name} {when} ON pledge
+            FOR EACH {each} EXECUTE FUNCTION {name}();
         """)
         )
     try:
         yield
     finally:
         with engine.begin() as conn:
-            conn.execute(text("DROP TRIGGER test_slow ON pledge; DROP FUNCTION test_slow();"))
+            conn.execute(text(f"DROP TRIGGER {name} ON pledge; DROP FUNCTION {name}();"))
+
+
+@contextmanager
+def slow_pledge_statements(engine: Engine, seconds: float) -> Iterator[None]:
+    """While open, every statement inserting pledges takes `seconds` longer (a trigger in the
+    database), so chunks overlap and faults land mid-import."""
+    sleep = f"PERFORM pg_sleep({float(seconds)}); RETURN NULL;"
+    with pledge_trigger(engine, "test_slow", sleep, when="AFTER INSERT", each="STATEMENT"):
+        yield
 
 
 @contextmanager
@@ -244,21 +260,12 @@ def held_pledges(engine: Engine, after_row: int) -> Iterator[Callable[[], None]]
     holder = engine.connect()
     holder.execute(text("SELECT pg_advisory_lock(4242, 1)"))
     holder.commit()
-    with engine.begin() as conn:
-        conn.execute(
-            text(f"""
-            CREATE FUNCTION test_hold() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF NEW.source_row > {int(after_row)} THEN
-                    PERFORM pg_advisory_lock_shared(4242, 1);
-                    PERFORM pg_advisory_unlock_shared(4242, 1);
-                END IF;
-                RETURN NEW;
-            END $$;
-            CREATE TRIGGER test_hold BEFORE INSERT ON pledge
-            FOR EACH ROW EXECUTE FUNCTION test_hold();
-        """)
-        )
+    wait = f"""
+        IF NEW.source_row > {int(after_row)} THEN
+            PERFORM pg_advisory_lock_shared(4242, 1);
+            PERFORM pg_advisory_unlock_shared(4242, 1);
+        END IF;
+        RETURN NEW;"""
     released = False
 
     def release() -> None:
@@ -268,13 +275,12 @@ def held_pledges(engine: Engine, after_row: int) -> Iterator[Callable[[], None]]
             holder.commit()
             released = True
 
-    try:
-        yield release
-    finally:
-        release()
-        holder.close()
-        with engine.begin() as conn:
-            conn.execute(text("DROP TRIGGER test_hold ON pledge; DROP FUNCTION test_hold();"))
+    with pledge_trigger(engine, "test_hold", wait, when="BEFORE INSERT"):
+        try:
+            yield release
+        finally:
+            release()
+            holder.close()
 
 
 class Poster(Protocol):

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from pledgeflow_bench.exports import backers, render
-from tests.helpers import checksums, count, import_path, write_file
+from tests.helpers import checksums, count, import_path, pledge_trigger, write_file
 
 pytestmark = pytest.mark.usefixtures("prefect_harness", "write_path")
 
@@ -77,21 +77,9 @@ def test_chunks_run_concurrently_and_match_a_serial_run(
 @pytest.fixture
 def failing_pledge(db: Engine) -> Iterator[str]:
     """A database trigger that fails any transaction writing pledge key 'boom'."""
-    with db.begin() as conn:
-        conn.execute(
-            text("""
-            CREATE FUNCTION test_boom() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-              IF NEW.pledge_id = 'boom' THEN RAISE EXCEPTION 'injected failure'; END IF;
-              RETURN NEW;
-            END $$;
-            CREATE TRIGGER test_boom BEFORE INSERT OR UPDATE ON pledge
-            FOR EACH ROW EXECUTE FUNCTION test_boom();
-        """)
-        )
-    yield "boom"
-    with db.begin() as conn:
-        conn.execute(text("DROP TRIGGER test_boom ON pledge; DROP FUNCTION test_boom();"))
+    fail = "IF NEW.pledge_id = 'boom' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW;"
+    with pledge_trigger(db, "test_boom", fail):
+        yield "boom"
 
 
 def test_a_failing_chunk_leaves_no_rows_and_fails_the_upload(
