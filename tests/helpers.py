@@ -17,6 +17,7 @@ from deployments.webhook import sign
 from pledgeflow.staging import stage_file
 from pledgeflow.status import UploadResult
 from pledgeflow.uploads import read_upload
+from pledgeflow_bench.exports import Backer, render
 from pledgeflow_bench.web_app import insert_web_app_upload
 from schemas.mappings import ColumnMapping
 
@@ -116,6 +117,21 @@ def write_file(tmp_path: Path, name: str, data: bytes) -> Path:
     path = tmp_path / name
     path.write_bytes(data)
     return path
+
+
+def stage_export(
+    tmp_path: Path,
+    name: str,
+    people: Sequence[Backer],
+    *,
+    shop: str,
+    project: str,
+    year: str = "2020",
+    chunk_size: int | None = None,
+) -> int:
+    """Write `people` as a Kickstarter `year` report named `name` and stage it; the upload's id."""
+    path = write_file(tmp_path, name, render(year, people))
+    return stage_file(path, shop=shop, project=project, chunk_size=chunk_size)
 
 
 def import_path(

@@ -10,16 +10,17 @@ from sqlalchemy.engine import Engine
 
 from pledgeflow.chunks import process_chunk
 from pledgeflow.failures import is_transient
-from pledgeflow.staging import stage_file
 from pledgeflow.status import claim_chunk, mark_chunk_failed
 from pledgeflow.uploads import start_upload
-from pledgeflow_bench.exports import backers, render
-from tests.helpers import write_file
+from pledgeflow_bench.exports import backers
+from tests.helpers import stage_export
 
 
 def staged_chunks(tmp_path: Path) -> list[int]:
-    upload_id = stage_file(
-        write_file(tmp_path, "claims.csv", render("2020", backers(6))),
+    upload_id = stage_export(
+        tmp_path,
+        "claims.csv",
+        backers(6),
         shop="claims.example.com",
         project="Claims",
         chunk_size=3,

@@ -27,6 +27,7 @@ from tests.helpers import (
     deliver,
     fetch_rows,
     run_plain,
+    stage_export,
     store_web_app_upload,
     write_file,
 )
@@ -46,24 +47,14 @@ def test_an_upload_never_touches_another_shops_backers_or_pledges(
     db: Engine, tmp_path: Path
 ) -> None:
     people = backers(8)
-    run_plain(
-        stage_file(
-            write_file(tmp_path, "b.csv", render("2020", people)),
-            shop="b.example.com",
-            project="Same Name",
-        )
-    )
+    run_plain(stage_export(tmp_path, "b.csv", people, shop="b.example.com", project="Same Name"))
     before = shop_rows(db, "b.example.com")
     for person in people:  # the same emails and pledge numbers, other details
         person.name = "Somebody Else"
         person.pledge = "$999.00 USD"
 
     result = run_plain(
-        stage_file(
-            write_file(tmp_path, "a.csv", render("2020", people)),
-            shop="a.example.com",
-            project="Same Name",
-        )
+        stage_export(tmp_path, "a.csv", people, shop="a.example.com", project="Same Name")
     )
 
     assert result.status == "COMPLETED"
@@ -75,11 +66,7 @@ def test_an_upload_never_touches_another_shops_backers_or_pledges(
 
 def test_an_upload_naming_another_shops_project_is_refused(db: Engine, tmp_path: Path) -> None:
     run_plain(
-        stage_file(
-            write_file(tmp_path, "b.csv", render("2020", backers(4))),
-            shop="b.example.com",
-            project="B's campaign",
-        )
+        stage_export(tmp_path, "b.csv", backers(4), shop="b.example.com", project="B's campaign")
     )
     before = checksums(db)
     rows = [r for r in csv.reader(io.StringIO(render("2020", backers(4)).decode()))]
@@ -104,9 +91,7 @@ def test_a_webhook_naming_a_shop_cannot_start_another_shops_upload(
 ) -> None:
     monkeypatch.setenv("PLEDGEFLOW_WEBHOOK_SECRET", "isolation-secret")
     get_settings.cache_clear()
-    upload_id = stage_file(
-        write_file(tmp_path, "b.csv", render("2020", backers(2))), shop="b.example.com", project="B"
-    )
+    upload_id = stage_export(tmp_path, "b.csv", backers(2), shop="b.example.com", project="B")
     cast(RunnerDeployment, process_upload.to_deployment(name="process-upload")).apply()
     client = TestClient(create_app())
 

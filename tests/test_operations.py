@@ -22,7 +22,7 @@ from pledgeflow.status import claim_chunk
 from pledgeflow.uploads import chunk_name, find_upload_key, read_upload, start_upload
 from pledgeflow_bench.exports import backers, render
 from tasks.chunks import chunk_task_with
-from tests.helpers import count, write_file
+from tests.helpers import count, stage_export, write_file
 from tests.services import free_port, wait_until
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -48,11 +48,8 @@ def test_retry_reruns_failed_chunks_and_takes_completed_ones_from_redis(
 ) -> None:
     rows = backers(24)
     rows[10].extra["Backer Number"] = flaky_pledge  # data row 11: chunk index 1 of 0..2
-    upload_id = stage_file(
-        write_file(tmp_path, "flaky.csv", render("2020", rows)),
-        shop="ops.example.com",
-        project="Ops",
-        chunk_size=8,
+    upload_id = stage_export(
+        tmp_path, "flaky.csv", rows, shop="ops.example.com", project="Ops", chunk_size=8
     )
     first = process_upload(upload_id, return_state=True)
     assert first.is_failed()
@@ -107,11 +104,14 @@ def test_retry_reruns_failed_chunks_and_takes_completed_ones_from_redis(
 def test_sweep_finishes_chunks_left_processing_past_their_lease(
     db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    upload_id = stage_file(
-        write_file(tmp_path, "stuck.csv", render("2017", backers(12))),
+    upload_id = stage_export(
+        tmp_path,
+        "stuck.csv",
+        backers(12),
         shop="ops.example.com",
         project="Stuck",
         chunk_size=5,
+        year="2017",
     )
     plan = start_upload(upload_id)
     # A worker claimed two chunks and died: one long ago, one just now.

@@ -21,9 +21,8 @@ from deployments import webhook
 from deployments.webhook import create_app
 from flows.process_upload import process_upload
 from pledgeflow.settings import get_settings
-from pledgeflow.staging import stage_file
-from pledgeflow_bench.exports import backers, render
-from tests.helpers import deliver, write_file
+from pledgeflow_bench.exports import backers
+from tests.helpers import deliver, stage_export
 
 SECRET = "client-" + uuid.uuid4().hex
 
@@ -63,10 +62,8 @@ def test_deliveries_one_after_another_reuse_one_client_and_one_deployment_lookup
     monkeypatch.setattr(webhook, "DEPLOYMENT_TTL_SECONDS", 3600.0)
     monkeypatch.setattr(PrefectClient, "read_deployment_by_name", counted_read)
     uploads = [
-        stage_file(
-            write_file(tmp_path, f"{n}.csv", render("2020", backers(2))),
-            shop=f"client-{n}.example.com",
-            project="Client",
+        stage_export(
+            tmp_path, f"{n}.csv", backers(2), shop=f"client-{n}.example.com", project="Client"
         )
         for n in range(3)
     ]
@@ -82,20 +79,12 @@ def test_deliveries_one_after_another_reuse_one_client_and_one_deployment_lookup
 def test_a_deployment_recreated_under_a_new_id_is_read_again(
     db: Engine, tmp_path: Path, served: TestClient
 ) -> None:
-    first = stage_file(
-        write_file(tmp_path, "a.csv", render("2020", backers(2))),
-        shop="again.example.com",
-        project="A",
-    )
+    first = stage_export(tmp_path, "a.csv", backers(2), shop="again.example.com", project="A")
     assert _deliver(served, first).status_code == 202
     # The cached id now names no deployment (as after a delete and a new deploy).
     for key, (_, _, pool) in list(webhook._deployments.items()):
         webhook._deployments[key] = (time.monotonic(), uuid.uuid4(), pool)
-    second = stage_file(
-        write_file(tmp_path, "b.csv", render("2020", backers(2))),
-        shop="again.example.com",
-        project="B",
-    )
+    second = stage_export(tmp_path, "b.csv", backers(2), shop="again.example.com", project="B")
 
     answer = _deliver(served, second)
 

@@ -24,10 +24,9 @@ from deployments.webhook import (
     TIMESTAMP_HEADER,
     sign,
 )
-from pledgeflow.staging import stage_file
 from pledgeflow.uploads import read_upload
-from pledgeflow_bench.exports import backers, render
-from tests.helpers import checksums, write_file
+from pledgeflow_bench.exports import backers
+from tests.helpers import checksums, stage_export
 from tests.services import BIN, free_port, process, wait_until
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]
@@ -128,8 +127,10 @@ def seconds_until_closed(port: int, partial: bytes) -> tuple[float, bytes]:
 def test_hostile_clients_get_4xx_or_are_dropped_and_nothing_changes(
     db: Engine, tmp_path: Path, webhook: Webhook
 ) -> None:
-    upload_id = stage_file(
-        write_file(tmp_path, "stored.csv", render("2020", backers(5))),
+    upload_id = stage_export(
+        tmp_path,
+        "stored.csv",
+        backers(5),
         shop="shop.example.com",
         project="Campaign",
         chunk_size=5,

@@ -17,9 +17,8 @@ from sqlalchemy.engine import Engine
 from deployments.webhook import create_app, sign, signature_ok
 from flows.process_upload import process_upload
 from pledgeflow.settings import get_settings
-from pledgeflow.staging import stage_file
-from pledgeflow_bench.exports import backers, render
-from tests.helpers import deliver, write_file
+from pledgeflow_bench.exports import backers
+from tests.helpers import deliver, stage_export
 
 OLD = "old-" + uuid.uuid4().hex
 NEW = "new-" + uuid.uuid4().hex
@@ -79,11 +78,7 @@ def test_rotating_the_key_as_the_readme_says_fails_no_delivery(
     def answer_to(client: TestClient, key: str) -> tuple[int, str]:
         # One upload per delivery, each of its own shop: every accepted one is a new run.
         shop = f"rotate-{uuid.uuid4().hex[:8]}.example.com"
-        upload_id = stage_file(
-            write_file(tmp_path, f"{shop}.csv", render("2020", backers(2))),
-            shop=shop,
-            project="Rotate",
-        )
+        upload_id = stage_export(tmp_path, f"{shop}.csv", backers(2), shop=shop, project="Rotate")
         answer = deliver(client, key, {"upload_id": upload_id})
         return answer.status_code, answer.text
 

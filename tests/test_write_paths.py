@@ -39,7 +39,7 @@ from pledgeflow.writers.stages import STAGE_PRODUCT, copy_rows, prepare_stages
 from pledgeflow_bench.exports import HEADERS, TIERS, Backer, backers, render
 from schemas.platforms import resolve_layout
 from tests.conftest import DATA_TABLES, use_database, use_write_path
-from tests.helpers import write_file
+from tests.helpers import stage_export, write_file
 
 SHOP, PROJECT = "shop.example.com", "Campaign"
 # How PostgreSQL can load the stages: COPY (its default), or the executemany SQLite uses.
@@ -445,9 +445,7 @@ def test_an_email_too_long_for_its_column_is_a_rejected_row_not_a_failed_chunk(
     long_email = "x" * 330 + "@example.com"  # longer than backer.email's varchar(320)
     rows[1].email = long_email
     use_write_path(path)
-    upload_id = stage_file(
-        write_file(tmp_path, "long.csv", render("2020", rows)), shop=SHOP, project=PROJECT
-    )
+    upload_id = stage_export(tmp_path, "long.csv", rows, shop=SHOP, project=PROJECT)
     (chunk_id,) = start_upload(upload_id).chunk_ids
 
     summary = process_chunk(chunk_id)
