@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 from deployments.webhook import sign
 from pledgeflow.limits import DB_WRITES_LIMIT
 from pledgeflow_bench.exports import write_kickstarter_export
-from pledgeflow_bench.web_app import insert_web_app_upload
+from pledgeflow_bench.web_app import insert_web_app_upload, web_app_project
 from pledgeflow_bench.workers import POOL, ROOT, _wait_for, stop_process
 
 FINAL_UPLOAD = ("COMPLETED", "FAILED")
@@ -56,13 +56,7 @@ def store_web_app_upload(
         headers = next(reader)
         rows = list(reader)
     with engine.begin() as conn:
-        project_id = conn.execute(
-            text(
-                "INSERT INTO project (shop, name) VALUES (:s, :p) "
-                "ON CONFLICT (shop, name) DO UPDATE SET name = EXCLUDED.name RETURNING id"
-            ),
-            {"s": shop, "p": project},
-        ).scalar_one()
+        project_id = web_app_project(conn, shop, project)
         chunks = [rows[start : start + chunk_size] for start in range(0, len(rows), chunk_size)]
         return insert_web_app_upload(conn, project_id, shop, csv_path.name, headers, chunks)
 

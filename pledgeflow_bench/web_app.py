@@ -1,4 +1,5 @@
-"""What the web app writes to hand pledgeflow a file: an upload and its chunk rows, in plain SQL.
+"""What the web app writes to hand pledgeflow a file: its project, an upload and the upload's
+chunk rows, in plain SQL.
 
 The bench's bursts and the tests both stand in for the web app with it.
 """
@@ -9,6 +10,19 @@ import json
 from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
+
+
+def web_app_project(conn: Connection, shop: str, name: str) -> int:
+    """The id of the shop's project `name`, inserted if it is new."""
+    return int(
+        conn.execute(
+            text(
+                "INSERT INTO project (shop, name) VALUES (:s, :n) "
+                "ON CONFLICT (shop, name) DO UPDATE SET name = EXCLUDED.name RETURNING id"
+            ),
+            {"s": shop, "n": name},
+        ).scalar_one()
+    )
 
 
 def insert_web_app_upload(

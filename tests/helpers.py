@@ -18,7 +18,7 @@ from pledgeflow.staging import stage_file
 from pledgeflow.status import UploadResult
 from pledgeflow.uploads import read_upload
 from pledgeflow_bench.exports import Backer, render
-from pledgeflow_bench.web_app import insert_web_app_upload
+from pledgeflow_bench.web_app import insert_web_app_upload, web_app_project
 from schemas.mappings import ColumnMapping
 
 # The inputs a chunk's rows depend on, and another value for each: the chunk digest and the row
@@ -225,10 +225,7 @@ def store_web_app_upload(
     rows as JSON. Without `project_id`, a project named 'Web' of `shop` is created."""
     with db.begin() as conn:
         if project_id is None:
-            project_id = conn.execute(
-                text("INSERT INTO project (shop, name) VALUES (:s, 'Web') RETURNING id"),
-                {"s": shop},
-            ).scalar_one()
+            project_id = web_app_project(conn, shop, "Web")
         return insert_web_app_upload(conn, project_id, shop, filename, headers, chunks)
 
 

@@ -37,6 +37,7 @@ from pledgeflow.uploads import aggregate_upload, start_upload
 from pledgeflow.writers import WriteTarget, write_chunk
 from pledgeflow.writers.stages import STAGE_PRODUCT, copy_rows, prepare_stages
 from pledgeflow_bench.exports import HEADERS, TIERS, Backer, backers, render
+from pledgeflow_bench.web_app import insert_web_app_upload, web_app_project
 from schemas.platforms import resolve_layout
 from tests.conftest import DATA_TABLES, use_database, use_write_path
 from tests.helpers import stage_export, write_file
@@ -397,17 +398,8 @@ def three_backers(conn: Connection) -> tuple[WriteTarget, ChunkFrames]:
     headers = HEADERS["2020"]
     rows = list(csv.reader(io.StringIO(render("2020", backers(3)).decode())))[1:]
     frames = build_frames(headers, rows, 1, resolve_layout(tuple(headers)), None)
-    project = conn.execute(
-        text("INSERT INTO project (shop, name) VALUES (:s, :n) RETURNING id"),
-        {"s": SHOP, "n": PROJECT},
-    ).scalar_one()
-    upload = conn.execute(
-        text(
-            "INSERT INTO csv_upload (project_id, shop, filename) "
-            "VALUES (:p, :s, 'x.csv') RETURNING id"
-        ),
-        {"p": project, "s": SHOP},
-    ).scalar_one()
+    project = web_app_project(conn, SHOP, PROJECT)
+    upload = insert_web_app_upload(conn, project, SHOP, "x.csv", headers, [])
     return WriteTarget(SHOP, project, upload, "kickstarter"), frames
 
 
