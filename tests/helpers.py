@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
+from prefect.settings import PREFECT_API_URL
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -294,6 +296,17 @@ def held_pledges(engine: Engine, after_row: int) -> Iterator[Callable[[], None]]
         finally:
             release()
             holder.close()
+
+
+def failed_events(flow_run_id: Any) -> list[dict[str, Any]]:
+    """The `pledgeflow.upload.failed` events the Prefect server holds for a flow run."""
+    found = httpx.post(
+        f"{PREFECT_API_URL.value()}/events/filter",
+        json={"filter": {"event": {"name": ["pledgeflow.upload.failed"]}}, "limit": 50},
+        timeout=10,
+    ).json()["events"]
+    related = f"prefect.flow-run.{flow_run_id}"
+    return [e for e in found if any(r.get("prefect.resource.id") == related for r in e["related"])]
 
 
 class Poster(Protocol):

@@ -30,7 +30,7 @@ from pledgeflow.staging import stage_file
 from pledgeflow.uploads import read_upload
 from pledgeflow_bench.exports import write_kickstarter_export
 from tests.conftest import DATA_TABLES, use_database
-from tests.helpers import checksums, import_path
+from tests.helpers import checksums, failed_events, import_path
 from tests.services import BIN, OwnPostgres, OwnRedis, wait_until
 
 pytestmark = [
@@ -348,16 +348,6 @@ def serialization_failures(fault_db: Engine) -> Iterator[Callable[[bool], None]]
                 "DROP TABLE test_fault"
             )
         )
-
-
-def failed_events(flow_run_id: Any) -> list[dict[str, Any]]:
-    found = httpx.post(
-        f"{PREFECT_API_URL.value()}/events/filter",
-        json={"filter": {"event": {"name": ["pledgeflow.upload.failed"]}}, "limit": 50},
-        timeout=10,
-    ).json()["events"]
-    related = f"prefect.flow-run.{flow_run_id}"
-    return [e for e in found if any(r.get("prefect.resource.id") == related for r in e["related"])]
 
 
 def test_a_chunk_whose_retries_are_spent_fails_the_upload_and_retry_takes_it_at_once(

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from prefect.settings import PREFECT_API_URL
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
@@ -20,19 +17,9 @@ from pledgeflow.status import rejection_failure
 from pledgeflow.uploads import read_upload, start_upload
 from pledgeflow_bench.exports import backers, render
 from tests.exports_corpus import KICKSTARTER_2015
-from tests.helpers import count, run_plain, write_file
+from tests.helpers import count, failed_events, run_plain, write_file
 
 MONEY = ("Pledge Amount", "Shipping Amount", "Reward Minimum")
-
-
-def failed_events(flow_run_id: Any) -> list[dict[str, Any]]:
-    found = httpx.post(
-        f"{PREFECT_API_URL.value()}/events/filter",
-        json={"filter": {"event": {"name": ["pledgeflow.upload.failed"]}}, "limit": 50},
-        timeout=10,
-    ).json()["events"]
-    related = f"prefect.flow-run.{flow_run_id}"
-    return [e for e in found if any(r.get("prefect.resource.id") == related for r in e["related"])]
 
 
 @pytest.mark.usefixtures("prefect_harness")
