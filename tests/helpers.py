@@ -111,7 +111,7 @@ def fetch_rows(engine: Engine, sql: str, **params: Any) -> list[tuple[Any, ...]]
 def fetch_pairs(engine: Engine, sql: str, **params: Any) -> dict[Any, Any]:
     """Run a two-column query; the first column's values mapped to the second's."""
     with engine.connect() as conn:
-        return dict(conn.execute(text(sql), params).tuples().all())
+        return dict(conn.execute(text(sql), params).all())
 
 
 def write_file(tmp_path: Path, name: str, data: bytes) -> Path:
