@@ -117,6 +117,15 @@ def use_write_path(path: str) -> None:
     get_settings.cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def settings_read_afresh() -> Iterator[None]:
+    """After each test, settings are read again from the environment as the test's monkeypatch
+    left it: a test that cleared the cache while its own variables were still set (an
+    unreachable Redis, say) must not hand them to the next test on the same worker."""
+    yield
+    get_settings.cache_clear()
+
+
 @pytest.fixture(params=["auto", "portable"], ids=["staged", "portable"])
 def write_path(request: pytest.FixtureRequest) -> Iterator[str]:
     """Run the test once with each loader; the writers' rules and counts must not change."""
