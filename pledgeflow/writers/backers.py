@@ -58,12 +58,8 @@ def insert_new_backers(conn: Connection, target: WriteTarget, staged: int) -> in
     if created < staged:
         conn.execute(
             update(s)
-            .values(
-                id=select(BACKER.c.id)
-                .where(BACKER.c.shop == target.shop, BACKER.c.email == s.c.email)
-                .scalar_subquery()
-            )
-            .where(s.c.state.is_(None))
+            .values(id=BACKER.c.id)
+            .where(s.c.state.is_(None), BACKER.c.shop == target.shop, BACKER.c.email == s.c.email)
         )
     return created
 

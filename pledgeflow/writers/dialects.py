@@ -110,6 +110,13 @@ def in_staged(conn: Connection, column: ColumnElement[Any], keys: Select[Any]) -
 
 def without_jit(conn: Connection) -> None:
     """Turn PostgreSQL's JIT off for the transaction: the per-row probes inflate cost estimates
-    past jit_above_cost, and compiling them took longer (~0.4 s) than running them (~25 ms)."""
+    past jit_above_cost, and compiling them took longer (~0.4 s) than running them (~25 ms).
+
+    `synchronous_commit` stays on for a chunk's transaction. Off, its commit could be lost in
+    a server crash after the task returned and Prefect cached its result per chunk: a retry
+    would then skip a chunk left PROCESSING until that cache expires. And it buys nothing
+    measurable: a commit's flush took 0.8-1.4 ms on or off (200 commits each, load 23),
+    against seconds of writes per chunk. The stages need none: temporary tables write no WAL.
+    """
     if is_postgresql(conn):
         conn.exec_driver_sql("SET LOCAL jit = off")

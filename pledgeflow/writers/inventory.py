@@ -43,10 +43,11 @@ def write_inventory(conn: Connection, staged: int) -> TableCounts:
     if not staged:
         return counts
     stored = and_(INVENTORY.c.survey_id == w.c.survey_id, INVENTORY.c.product_id == w.c.product_id)
+    # A join (UPDATE … FROM): a line with no stored line keeps `same` NULL.
     conn.execute(
         update(w)
-        .values(same=select(INVENTORY.c.quantity == w.c.quantity).where(stored).scalar_subquery())
-        .where(s.c.survey_id == w.c.survey_id, s.c.survey_state.is_distinct_from("c"))
+        .values(same=INVENTORY.c.quantity == w.c.quantity)
+        .where(stored, s.c.survey_id == w.c.survey_id, s.c.survey_state.is_distinct_from("c"))
     )
     upsert = upsert_into(conn, INVENTORY).from_select(
         ["survey_id", "product_id", "quantity"],

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, delete, literal, select, tuple_, update
+from sqlalchemy import ColumnElement, Connection, and_, delete, literal, tuple_, update
 
 from pledgeflow.writers.counts import WriteTarget
 from pledgeflow.writers.positions import write_positioned
@@ -81,11 +81,10 @@ def write_pledges(conn: Connection, target: WriteTarget, staged: int) -> None:
         not_later = tuple_(PLEDGE.c.upload_id, PLEDGE.c.source_row) <= tuple_(
             literal(target.upload_id, PLEDGE.c.upload_id.type), s.c.source_row
         )
+        # One join (UPDATE … FROM) rather than a correlated lookup per column: on an
+        # unchanged re-import this reads every held pledge once instead of twice.
         conn.execute(
             update(s)
-            .values(
-                id=select(PLEDGE.c.id).where(*held, not_later).scalar_subquery(),
-                backer_id=select(PLEDGE.c.backer_id).where(*held, not_later).scalar_subquery(),
-            )
-            .where(s.c.state.is_(None))
+            .values(id=PLEDGE.c.id, backer_id=PLEDGE.c.backer_id)
+            .where(s.c.state.is_(None), *held, not_later)
         )

@@ -22,13 +22,12 @@ def write_surveys(conn: Connection) -> None:
     # survey is read, not locked; a pledge created by this chunk has no survey yet.
     stored = SURVEY.c.pledge_id == s.c.id
     same = ~differs(SURVEY.c, s.c, SURVEY_COMPARED)
+    # One join (UPDATE … FROM) reads each stored survey once for both columns; a held pledge
+    # without a survey keeps both NULL.
     conn.execute(
         update(s)
-        .values(
-            survey_id=select(SURVEY.c.id).where(stored).scalar_subquery(),
-            survey_same=select(same).where(stored).scalar_subquery(),
-        )
-        .where(s.c.id.isnot(None), s.c.state.is_distinct_from("c"))
+        .values(survey_id=SURVEY.c.id, survey_same=same)
+        .where(stored, s.c.id.isnot(None), s.c.state.is_distinct_from("c"))
     )
     upsert = upsert_into(conn, SURVEY).from_select(
         ["pledge_id", *SURVEY_COMPARED],
