@@ -107,6 +107,12 @@ def digest_of(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
+def inputs_digest(inputs: dict[str, Any]) -> str:
+    """The digest of a chunk's rows' inputs alone, which a completed chunk keeps in its stats
+    (`"inputs"`): chunks with the same one map to the same rows and reject the same ones."""
+    return digest_of({"format": FORMAT, "rows": inputs})
+
+
 def chunk_digest(inputs: dict[str, Any], superseded: dict[str, Any] | None) -> str:
     """The digest a completed chunk stores: its rows' inputs and which of them a later row
     supersedes (the same rows settled otherwise write otherwise)."""

@@ -142,6 +142,8 @@ def skip_unchanged(
             "worker": f"{socket.gethostname()}:{os.getpid()}",
             "rows_from_cache": False,
             "unchanged_since": {"upload_id": match.upload_id, "chunk_id": match.id},
+            # The same digest, so the same inputs (`chunk_digest.inputs_digest`).
+            **({"inputs": stats["inputs"]} if "inputs" in stats else {}),
         },
         digest=digest,
     )

@@ -13,7 +13,13 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, Row, select
 from sqlalchemy.exc import DBAPIError
 
-from pledgeflow.chunk_digest import as_data_digest, chunk_digest, chunk_inputs, data_digest_column
+from pledgeflow.chunk_digest import (
+    as_data_digest,
+    chunk_digest,
+    chunk_inputs,
+    data_digest_column,
+    inputs_digest,
+)
 from pledgeflow.chunk_skip import skip_unchanged
 from pledgeflow.counters import refresh_upload_counters
 from pledgeflow.database import get_engine, transaction
@@ -253,7 +259,14 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
         entry = cache.get(key)
     ready = entry or mapped()
     complete = functools.partial(
-        _complete, engine, chunk_id, chunk, mode, started=started, digest=digest
+        _complete,
+        engine,
+        chunk_id,
+        chunk,
+        mode,
+        started=started,
+        digest=digest,
+        inputs=inputs_digest(inputs),
     )
     try:
         copies = complete(ready, keep=cache is not None)
@@ -285,6 +298,7 @@ def _complete(
     *,
     started: float,
     digest: str,
+    inputs: str,
     keep: bool,
 ) -> StagedCopies | None:
     """Write the chunk's rows and mark it COMPLETED, with the `digest` of its inputs, in one
@@ -315,6 +329,8 @@ def _complete(
                 # Which process wrote it: ops can tell workers (or Dask processes) apart.
                 "worker": f"{socket.gethostname()}:{os.getpid()}",
                 "rows_from_cache": isinstance(ready.rows, StagedCopies),
+                # Settling a later upload reads which rows this chunk rejected by it.
+                "inputs": inputs,
             },
             digest=digest,
         )

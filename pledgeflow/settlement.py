@@ -12,16 +12,20 @@ project then remembers), else none, with a warning naming what was stored.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
-from bisect import bisect_right
-from collections import Counter, defaultdict
+from array import array
+from bisect import bisect_left, bisect_right
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, exists, select, update
+import numpy as np
+from sqlalchemy import Connection, exists, func, select, update
 
+from pledgeflow.chunk_digest import as_data_digest, chunk_inputs, data_digest_column, inputs_digest
 from pledgeflow.database import get_engine, transaction
 from pledgeflow.dates import DateColumn
 from pledgeflow.failures import ChunkDataError
@@ -46,17 +50,70 @@ class _Chunk:
     row_count: int
 
 
-@dataclass
-class _Keys:
-    """Where each pledge key and email occurs in one upload: row numbers in file order."""
+# Bytes of the digest a pledge key or email is kept as while an upload is settled: at 128 bits,
+# the chance that two distinct keys of even a 5,000,000-row upload share one is below 1e-25.
+KEY_DIGEST_BYTES = 16
 
-    rows: dict[str, dict[str, list[int]]] = field(
-        default_factory=lambda: {kind: defaultdict(list) for kind in KINDS}
-    )
+
+def key_digest(key: str) -> bytes:
+    """The digest a pledge key or email is compared by while an upload is settled."""
+    # surrogatepass: a web app's JSON may carry a lone surrogate, which strict UTF-8 refuses.
+    encoded = key.encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(encoded, digest_size=KEY_DIGEST_BYTES).digest()
+
+
+class _Keys:
+    """Where each pledge key and email occurs in one upload: row numbers in file order, beside
+    the digests of the row's pledge key and email (`key_digest`).
+
+    Digests in flat buffers take 40 bytes a row; a dict of the keys themselves took ~110 MB
+    at 300,000 rows and grew with the file, which made the import's peak memory grow too."""
+
+    def __init__(self) -> None:
+        self.rows = array("q")
+        self.digests = {kind: bytearray() for kind in KINDS}
+        self._held: dict[str, set[bytes]] = {}
 
     def add(self, row: int, pledge_key: str, email: str) -> None:
-        self.rows["pledge"][pledge_key].append(row)
-        self.rows["backer"][email].append(row)
+        self.rows.append(row)
+        self.digests["pledge"] += key_digest(pledge_key)
+        self.digests["backer"] += key_digest(email)
+
+    def holds(self, kind: str, key: str) -> bool:
+        """Whether a row of the upload holds `key` (built on first use: needed only when a
+        newer upload of the project has started, which is rare)."""
+        if kind not in self._held:
+            digests = self.digests[kind]
+            self._held[kind] = {
+                bytes(digests[i : i + KEY_DIGEST_BYTES])
+                for i in range(0, len(digests), KEY_DIGEST_BYTES)
+            }
+        return key_digest(key) in self._held[kind]
+
+    def repeated(self, kind: str, later: set[bytes]) -> list[tuple[list[int], bool]]:
+        """The rows (in file order) of each key that more than one row holds or whose digest is
+        in `later`, and whether it is; found by sorting the digests."""
+        count = len(self.rows)
+        if not count:
+            return []
+        rows = np.frombuffer(self.rows, dtype=np.int64)
+        digests = np.frombuffer(self.digests[kind], dtype=np.uint64).reshape(count, 2)
+        order = np.lexsort((rows, digests[:, 1], digests[:, 0]))
+        digests, rows = digests[order], rows[order]
+        first = np.ones(count, dtype=bool)
+        first[1:] = (digests[1:] != digests[:-1]).any(axis=1)
+        starts = np.flatnonzero(first)
+        sizes = np.diff(np.append(starts, count))
+        in_later = np.zeros(len(starts), dtype=bool)
+        if later:
+            in_later = np.fromiter(
+                (digests[start].tobytes() in later for start in starts), bool, len(starts)
+            )
+        kept = (sizes > 1) | in_later
+        return [
+            (rows[start : start + size].tolist(), bool(is_later))
+            for start, size, is_later in zip(starts[kept], sizes[kept], in_later[kept], strict=True)
+        ]
 
 
 def _chunks(conn: Connection, upload_id: int) -> list[_Chunk]:
@@ -85,8 +142,10 @@ def _valid_rows(
     layout: Layout,
     dates: Mapping[str, DateColumn],
     wanted: set[int],
+    known: Mapping[int, set[int]] | None = None,
 ) -> set[int]:
-    """Which of the `wanted` data rows `build_frames` imports (the others it rejects).
+    """Which of the `wanted` data rows `build_frames` imports (the others it rejects); `known`
+    holds the rows some chunks reject, known without checking them (`_known_rejections`).
 
     Only the row checks run (`rejected_rows`), over the wanted rows of several chunks at once
     (up to CHECK_ROWS, while their headers agree): each call has a fixed cost. When a date
@@ -94,32 +153,56 @@ def _valid_rows(
     infers its own."""
     together = all(name in dates for name in DATE_FIELDS if name in layout.fields)
     valid: set[int] = set()
-    numbers: list[int] = []
-    records: list[Sequence[Any]] = []
-    headers: list[str] = []
-
-    def check() -> None:
-        if records:
-            rejected = rejected_rows(headers, records, layout, dates=dates, row_numbers=numbers)
-            valid.update(row for row in numbers if row not in rejected)
-        numbers.clear()
-        records.clear()
-
+    ordered = sorted(wanted)
+    batch = _Batch(layout, dates, valid)
     for chunk in chunks:
-        last = chunk.first_row + chunk.row_count
-        if not any(chunk.first_row <= row < last for row in wanted):
+        held = ordered[
+            bisect_left(ordered, chunk.first_row) : bisect_left(
+                ordered, chunk.first_row + chunk.row_count
+            )
+        ]
+        if not held:
             continue
-        for row, chunk_headers, record in _records(conn, chunk):
-            if chunk_headers != headers:
-                check()
-                headers = chunk_headers
-            if row in wanted:
-                numbers.append(row)
-                records.append(record)
-        if not together or len(records) >= CHECK_ROWS:
-            check()
-    check()
+        if known is not None and chunk.id in known:
+            valid.update(row for row in held if row not in known[chunk.id])
+            continue
+        rows = set(held)
+        for row, headers, record in _records(conn, chunk):
+            if row in rows:
+                batch.add(row, headers, record)
+        if not together or len(batch.numbers) >= CHECK_ROWS:
+            batch.flush()
+    batch.flush()
     return valid
+
+
+class _Batch:
+    """Rows waiting to be checked together (`_valid_rows`); those imported go to `valid`."""
+
+    def __init__(self, layout: Layout, dates: Mapping[str, DateColumn], valid: set[int]):
+        self.layout, self.dates, self.valid = layout, dates, valid
+        self.headers: list[str] = []
+        self.numbers: list[int] = []
+        self.records: list[Sequence[Any]] = []
+
+    def add(self, row: int, headers: list[str], record: Sequence[Any]) -> None:
+        if headers is not self.headers and headers != self.headers:
+            self.flush()  # one header row per call
+            self.headers = headers
+        self.numbers.append(row)
+        self.records.append(record)
+
+    def flush(self) -> None:
+        if self.records:
+            rejected = rejected_rows(
+                self.headers,
+                self.records,
+                self.layout,
+                dates=self.dates,
+                row_numbers=self.numbers,
+            )
+            self.valid.update(row for row in self.numbers if row not in rejected)
+        self.numbers, self.records = [], []
 
 
 @dataclass
@@ -151,7 +234,14 @@ def settle_upload(
     engine = get_engine()
     with engine.connect() as conn:
         upload = conn.execute(
-            select(UPLOAD.c.project_id, UPLOAD.c.stats, PROJECT.c.currency)
+            select(
+                UPLOAD.c.project_id,
+                UPLOAD.c.shop,
+                UPLOAD.c.platform,
+                UPLOAD.c.mapping,
+                UPLOAD.c.stats,
+                PROJECT.c.currency,
+            )
             .join(PROJECT, PROJECT.c.id == UPLOAD.c.project_id)
             .where(UPLOAD.c.id == upload_id)
         ).one()
@@ -169,8 +259,11 @@ def settle_upload(
                 if upload.currency is None:
                     cells.update(text[i] for i in money_at)
         later = _later_keys(conn, upload_id, upload.project_id, keys)
-        superseded = _superseded(conn, chunks, layout, dates or {}, keys, later)
-    currency, warnings = _currency(upload.currency, cells)
+        currency, warnings = _currency(upload.currency, cells)
+        # The currency the chunks will read from the project once this settlement commits.
+        chunks_currency = upload.currency or (None if dry_run else currency)
+        known = _known_rejections(conn, upload_id, upload, chunks, chunks_currency)
+        superseded = _superseded(conn, chunks, layout, dates or {}, keys, later, known)
     settlement = Settlement(superseded, currency, warnings)
     with transaction(engine) as conn:
         conn.execute(
@@ -219,20 +312,20 @@ def _superseded(
     dates: Mapping[str, DateColumn],
     keys: _Keys,
     later: dict[str, set[str]],
+    known: Mapping[int, set[int]],
 ) -> dict[int, dict[str, list[int]]]:
     """Per chunk, the rows whose key a later valid row (or a newer upload) holds."""
     repeated = {
-        kind: {k: rows for k, rows in keys.rows[kind].items() if len(rows) > 1 or k in later[kind]}
-        for kind in KINDS
+        kind: keys.repeated(kind, {key_digest(key) for key in later[kind]}) for kind in KINDS
     }
-    wanted = {row for kind in KINDS for rows in repeated[kind].values() for row in rows}
-    valid = _valid_rows(conn, chunks, layout, dates, wanted) if wanted else set()
+    wanted = {row for kind in KINDS for rows, _ in repeated[kind] for row in rows}
+    valid = _valid_rows(conn, chunks, layout, dates, wanted, known) if wanted else set()
     starts = [c.first_row for c in chunks]
     marks: dict[int, dict[str, list[int]]] = {}
     for kind in KINDS:
-        for key, rows in repeated[kind].items():
+        for rows, is_later in repeated[kind]:
             alive = [row for row in rows if row in valid]
-            losers = alive if key in later[kind] else alive[:-1]
+            losers = alive if is_later else alive[:-1]
             for row in losers:
                 chunk = chunks[bisect_right(starts, row) - 1]
                 marks.setdefault(chunk.id, {k: [] for k in KINDS})[kind].append(row)
@@ -240,6 +333,65 @@ def _superseded(
         for rows in chunk_marks.values():
             rows.sort()
     return marks
+
+
+def _known_rejections(
+    conn: Connection, upload_id: int, upload: Any, chunks: list[_Chunk], currency: str | None
+) -> dict[int, set[int]]:
+    """The rows each chunk rejects, for the chunks whose rows' inputs (content, position,
+    layout, date styles, currency, code: `chunk_digest.inputs_digest`) equal those of a
+    completed chunk of the project's latest other completed upload, which rejected exactly
+    those rows: the same inputs map to the same rows. A re-import of an unchanged file is then
+    settled without mapping its repeated rows again."""
+    from pledgeflow.chunks import answers_by_value
+
+    latest = conn.scalar(
+        select(func.max(UPLOAD.c.id)).where(
+            UPLOAD.c.project_id == upload.project_id,
+            UPLOAD.c.id != upload_id,
+            UPLOAD.c.status == UploadStatus.COMPLETED,
+        )
+    )
+    if latest is None:
+        return {}
+    rejected_by_inputs: dict[str, set[int]] = {}
+    for inputs, errors in conn.execute(
+        select(CsvUploadChunk.stats["inputs"].as_string(), CsvUploadChunk.errors).where(
+            CsvUploadChunk.upload_id == latest, CsvUploadChunk.status == UploadStatus.COMPLETED
+        )
+    ):
+        rejected = errors.get("rejected") if isinstance(errors, dict) else None
+        if inputs and isinstance(rejected, list):
+            rows = {entry.get("row") if isinstance(entry, dict) else None for entry in rejected}
+            if all(isinstance(row, int) for row in rows):
+                rejected_by_inputs[inputs] = {int(row) for row in rows if row is not None}
+    if not rejected_by_inputs:
+        return {}
+    digests: dict[int, object] = dict(
+        conn.execute(
+            select(CsvUploadChunk.id, data_digest_column(conn.dialect.name)).where(
+                CsvUploadChunk.upload_id == upload_id
+            )
+        ).all()
+    )
+    dates = {name: column.as_dict() for name, column in stored_dates(upload.stats).items()}
+    value_answers = answers_by_value(upload.stats)
+    known: dict[int, set[int]] = {}
+    for chunk in chunks:
+        inputs = chunk_inputs(
+            data_digest=as_data_digest(digests[chunk.id]),
+            first_row=chunk.first_row,
+            shop=upload.shop,
+            platform=upload.platform,
+            mapping=upload.mapping,
+            currency=currency,
+            dates=dates,
+            value_answers=value_answers,
+        )
+        found = rejected_by_inputs.get(inputs_digest(inputs))
+        if found is not None:
+            known[chunk.id] = found
+    return known
 
 
 def _later_keys(
@@ -274,7 +426,7 @@ def _later_keys(
                     break
                 held = row_keys(layout, record)
                 if held is not None and (
-                    held[1] in keys.rows["pledge"] or held[2] in keys.rows["backer"]
+                    keys.holds("pledge", held[1]) or keys.holds("backer", held[2])
                 ):
                     candidates[row] = held[1:]
         if layout is None or not candidates:
