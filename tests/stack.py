@@ -70,6 +70,18 @@ class Stack:
         response.raise_for_status()
         return list(response.json())
 
+    def finished_chunk_runs(self, run_id: str) -> list[dict[str, Any]]:
+        """The chunk task runs of a flow run that the server has recorded as finished."""
+        response = self.client.post(
+            "/task_runs/filter",
+            json={
+                "flow_runs": {"id": {"any_": [run_id]}},
+                "task_runs": {"name": {"like_": "chunk-"}},
+                "limit": 200,
+            },
+        )
+        return [t for t in response.json() if t["state_type"] in {"COMPLETED", "FAILED"}]
+
     def flow_run(self, run_id: str) -> dict[str, Any]:
         response = self.client.get(f"/flow_runs/{run_id}")
         response.raise_for_status()

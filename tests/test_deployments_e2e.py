@@ -188,15 +188,7 @@ def chunk_task_runs(stack: Stack, run_id: str, expected: int) -> list[dict[str, 
     found: list[dict[str, Any]] = []
 
     def recorded() -> bool:
-        response = stack.client.post(
-            "/task_runs/filter",
-            json={
-                "flow_runs": {"id": {"any_": [run_id]}},
-                "task_runs": {"name": {"like_": "chunk-"}},
-                "limit": 200,
-            },
-        )
-        found[:] = [t for t in response.json() if t["state_type"] in {"COMPLETED", "FAILED"}]
+        found[:] = stack.finished_chunk_runs(run_id)
         return len(found) >= expected
 
     wait_until(recorded, 120, f"{expected} recorded chunk task runs", interval=1)

@@ -111,18 +111,6 @@ def upload_chunks(db: Engine, upload_id: int) -> dict[str, tuple[int, int, str]]
         }
 
 
-def chunk_task_runs(stack: Stack, run_id: str) -> list[dict[str, Any]]:
-    response = stack.client.post(
-        "/task_runs/filter",
-        json={
-            "flow_runs": {"id": {"any_": [run_id]}},
-            "task_runs": {"name": {"like_": "chunk-"}},
-            "limit": 200,
-        },
-    )
-    return [t for t in response.json() if t["state_type"] in {"COMPLETED", "FAILED"}]
-
-
 def test_retry_in_the_ui_resumes_the_upload_the_import_run_staged(
     stack: Stack, db: Engine, flaky_pledge: str
 ) -> None:
@@ -143,8 +131,8 @@ def test_retry_in_the_ui_resumes_the_upload_the_import_run_staged(
     assert {"shop:retry.example.com", "platform:kickstarter", f"upload:{upload_id}"} <= set(
         failed["tags"]
     )
-    wait_until(lambda: len(chunk_task_runs(stack, run_id)) >= 3, 60, "3 chunk task runs")
-    first = {t["name"]: t["state_name"] for t in chunk_task_runs(stack, run_id)}
+    wait_until(lambda: len(stack.finished_chunk_runs(run_id)) >= 3, 60, "3 chunk task runs")
+    first = {t["name"]: t["state_name"] for t in stack.finished_chunk_runs(run_id)}
     assert first == {
         "chunk-0-rows-1-100": "Completed",
         "chunk-1-rows-101-200": "Failed",
