@@ -16,6 +16,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,41 @@ def _locked_server_env(auth: str) -> dict[str, str]:
     }
 
 
+@contextmanager
+def bench_services(
+    name: str, server_url: str, redis_url: str, work: Path, chunk_size: int
+) -> Iterator[tuple[Engine, str, str, dict[str, str]]]:
+    """A migrated database, Redis keys and a locked Prefect server of the run's own, named
+    `name`; yields the database's engine and URL, the Prefect API's URL and the environment of
+    the processes the run starts (workers, webhook), and removes them all afterwards."""
+    auth = f"bench:{secrets.token_urlsafe(24)}"
+    with (
+        _redis_keys(redis_url, name),
+        _database(server_url, name) as database_url,
+        _prefect_api(
+            server_url,
+            f"{name}_prefect",
+            work,
+            reuse_configured=False,
+            server_env=_locked_server_env(auth),
+        ) as api,
+    ):
+        engine = create_engine(database_url, connect_args={"application_name": "bench"})
+        _migrate(engine)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PLEDGEFLOW_"))}
+        env |= {
+            "PLEDGEFLOW_REDIS_URL": redis_url,
+            "PLEDGEFLOW_REDIS_KEY_PREFIX": name,
+            "PLEDGEFLOW_CHUNK_SIZE": str(chunk_size),
+            "PREFECT_HOME": str(work / "prefect-client-home"),
+            "PREFECT_API_AUTH_STRING": auth,
+        }
+        try:
+            yield engine, database_url, api, env
+        finally:
+            engine.dispose()
+
+
 def _reference(engine: Engine, files: list[Path], owners: list[tuple[str, str]], chunk: int) -> Any:
     """The tables after importing the uploads one by one, in order, without Prefect."""
     from pledgeflow.chunks import process_chunk
@@ -76,35 +113,17 @@ def run_burst_bench(
 ) -> list[dict[str, Any]]:
     """Measure one burst of each size in turn on the same stack; return one figure set each."""
     name = f"pledgeflow_burst_{uuid.uuid4().hex[:8]}"
-    auth = f"bench:{secrets.token_urlsafe(24)}"
     work = Path(tempfile.mkdtemp(prefix="pledgeflow-burst-"))
     results = []
     try:
         files = write_exports(work / "exports", max(sizes), rows)
         owners = [(f"shop{n % SHOPS}.example.com", f"Campaign {n}") for n in range(len(files))]
-        with (
-            _redis_keys(redis_url, name),
-            _database(server_url, name) as database_url,
-            _prefect_api(
-                server_url,
-                f"{name}_prefect",
-                work,
-                reuse_configured=False,
-                server_env=_locked_server_env(auth),
-            ) as api,
+        with bench_services(name, server_url, redis_url, work, chunk_size) as (
+            engine,
+            database_url,
+            api,
+            env,
         ):
-            engine = create_engine(database_url, connect_args={"application_name": "bench"})
-            _migrate(engine)
-            env = {
-                k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PLEDGEFLOW_"))
-            }
-            env |= {
-                "PLEDGEFLOW_REDIS_URL": redis_url,
-                "PLEDGEFLOW_REDIS_KEY_PREFIX": name,
-                "PLEDGEFLOW_CHUNK_SIZE": str(chunk_size),
-                "PREFECT_HOME": str(work / "prefect-client-home"),
-                "PREFECT_API_AUTH_STRING": auth,
-            }
             with engine.connect() as conn:
                 max_connections = int(conn.execute(text("SHOW max_connections")).scalar_one())
             with burst_stack(
@@ -153,7 +172,6 @@ def run_burst_bench(
                             database_url, files[:size], owners[:size], chunk_size
                         )
                     results.append(figures)
-            engine.dispose()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return results

@@ -11,7 +11,6 @@ flow-run process starting, the upload's own work, the run's report and end).
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import statistics
 import tempfile
@@ -22,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
-from pledgeflow_bench.bench import _database, _migrate, _prefect_api, _redis_keys
-from pledgeflow_bench.burst import _locked_server_env
+from pledgeflow_bench.burst import bench_services
 from pledgeflow_bench.bursts import BurstStack, burst_stack, store_web_app_upload, write_exports
 from pledgeflow_bench.workers import _wait_for
 
@@ -118,34 +116,16 @@ def run_latency_bench(
 ) -> dict[str, Any]:
     """Time `runs` uploads of `rows` rows from the webhook's 202 to COMPLETED, after a warm-up."""
     name = f"pledgeflow_latency_{uuid.uuid4().hex[:8]}"
-    auth = f"bench:{secrets.token_urlsafe(24)}"
     work = Path(tempfile.mkdtemp(prefix="pledgeflow-latency-"))
     try:
         files = write_exports(work / "exports", runs + 1, rows)
-        with (
-            _redis_keys(redis_url, name),
-            _database(server_url, name) as database_url,
-            _prefect_api(
-                server_url,
-                f"{name}_prefect",
-                work,
-                reuse_configured=False,
-                server_env=_locked_server_env(auth),
-            ) as api,
+        with bench_services(name, server_url, redis_url, work, chunk_size) as (
+            engine,
+            database_url,
+            api,
+            env,
         ):
-            engine = create_engine(database_url, connect_args={"application_name": "bench"})
-            _migrate(engine)
-            env = {
-                k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PLEDGEFLOW_"))
-            }
-            env |= {
-                "PLEDGEFLOW_REDIS_URL": redis_url,
-                "PLEDGEFLOW_REDIS_KEY_PREFIX": name,
-                "PLEDGEFLOW_CHUNK_SIZE": str(chunk_size),
-                "PREFECT_HOME": str(work / "prefect-client-home"),
-                "PREFECT_API_AUTH_STRING": auth,
-                **WORKER_SETTINGS,
-            }
+            env |= WORKER_SETTINGS
             with burst_stack(
                 api, database_url, env, work, prefect_database=[f"{name}_prefect"]
             ) as stack:
@@ -159,7 +139,6 @@ def run_latency_bench(
                 # The first run on a fresh server registers blocks and result types: warm-up.
                 warm_up = _one_upload(stack, engine, uploads[0], timeout)
                 measured = [_one_upload(stack, engine, u, timeout) for u in uploads[1:]]
-            engine.dispose()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     seconds = [m["seconds"] for m in measured if m["seconds"] is not None]
