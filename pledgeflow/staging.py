@@ -274,7 +274,8 @@ def _stage(
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
-    """Pause Python's cycle collector while a file streams into chunks, then restore it.
+    """Pause Python's cycle collector for a pass that holds many short lists (a file streaming
+    into chunks here, settlement's pass over every row's keys), then restore it.
 
     Every record is a new list held until its batch of chunks is written, so the collector
     ran again and again over thousands of live lists that form no cycle (reference counting
