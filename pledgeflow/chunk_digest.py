@@ -30,10 +30,12 @@ from schemas.tables import CsvUploadChunk
 FORMAT = 1
 
 
-# The modules a chunk's rows are mapped, validated and turned into COPY data by; with what they
-# import, they are the code that shapes rows (`code_digest`). The CLI, the webhook, the flows and
-# the benchmark are not in it: editing them keeps every entry and every skip.
-ROW_MODULES = ("pledgeflow.chunks", "pledgeflow.row_cache")
+# The modules a chunk's rows are read, mapped and validated by (`chunk_rows`), and the row
+# cache, whose entries hold them as COPY data (`writers.stages`); with the product modules they
+# import, they are the code that shapes rows (`code_digest`). The chunk's claim and status, the
+# writers' statements (a cached chunk runs them as a mapped one does), settlement, the CLI, the
+# webhook, the flows and the benchmark are not in it: editing them keeps every entry and skip.
+ROW_MODULES = ("pledgeflow.chunk_rows", "pledgeflow.row_cache")
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -20,17 +20,17 @@ from pledgeflow.chunk_digest import (
     data_digest_column,
     inputs_digest,
 )
+from pledgeflow.chunk_rows import ChunkRows, answers_by_value, map_chunk
 from pledgeflow.chunk_skip import skip_unchanged
 from pledgeflow.counters import refresh_upload_counters
 from pledgeflow.database import get_engine, transaction
-from pledgeflow.dates import DateColumn
 from pledgeflow.failures import ChunkBusyError, ChunkDataError, is_transient
 from pledgeflow.retries import retry_transient, transient_retrying
-from pledgeflow.row_cache import ChunkRows, RowCache
+from pledgeflow.row_cache import RowCache
 from pledgeflow.settings import get_settings
 from pledgeflow.settlement import write_mode
 from pledgeflow.status import claim_chunk, complete_chunk, local_owner, mark_chunk_failed
-from pledgeflow.transform import ChunkFrames, build_frames, rows_by_code
+from pledgeflow.transform import ChunkFrames, rows_by_code
 from pledgeflow.upload_dates import stored_dates
 from pledgeflow.writers import (
     StagedCopies,
@@ -40,9 +40,6 @@ from pledgeflow.writers import (
     loads_by_copy,
     write_chunk,
 )
-from schemas.layout import Layout
-from schemas.mappings import ColumnMapping, MappingError
-from schemas.platforms import UnknownLayoutError, UnsupportedPlatformError, resolve_layout
 from schemas.tables import CsvUpload, CsvUploadChunk, Project, UploadStatus
 
 logger = logging.getLogger(__name__)
@@ -142,47 +139,6 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
     return type(exc).__name__, (str(exc).splitlines() or [""])[0][:400]
 
 
-def answers_by_value(stats: dict[str, Any] | None) -> list[int]:
-    """The item columns `start_upload` found holding other values than quantities."""
-    found = ((stats or {}).get("detection") or {}).get("answer_columns_by_value") or []
-    return [int(index) for index in found]
-
-
-MALFORMED = "chunk data must be {headers: [...], rows: [...]}"
-
-
-def chunk_table(data: object) -> tuple[list[Any], list[Any]]:
-    """The header row and rows of a chunk's stored JSON; ChunkDataError when it is not
-    `{headers: [...], rows: [...]}` (the web app writes it, so nothing vouches for it)."""
-    headers = data.get("headers") if isinstance(data, dict) else None
-    rows = data.get("rows") if isinstance(data, dict) else None
-    if not isinstance(headers, list) or not isinstance(rows, list):
-        raise ChunkDataError("malformed_chunk", MALFORMED)
-    return headers, rows
-
-
-def chunk_layout(
-    headers: object,
-    platform: str | None,
-    mapping: dict[str, Any] | None,
-    value_answers: list[int] | None = None,
-) -> Layout:
-    """The layout a chunk's rows are read with: its upload's mapping, else its platform, with
-    the item columns the upload's values make answers (`value_answers`) kept as answers."""
-    if not isinstance(headers, list):
-        raise ChunkDataError("malformed_chunk", MALFORMED)
-    try:
-        column_mapping = ColumnMapping.from_dict(mapping) if mapping else None
-        layout = resolve_layout(
-            tuple(str(h) for h in headers),
-            None if column_mapping else platform,
-            column_mapping,
-        )
-    except (UnknownLayoutError, UnsupportedPlatformError, MappingError) as exc:
-        raise ChunkDataError(exc.code, str(exc)) from exc
-    return layout.with_value_answers(value_answers or [])
-
-
 def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
     engine = get_engine()
     cache = RowCache.from_settings() if loads_by_copy(engine.dialect.name) else None
@@ -243,7 +199,7 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
     def mapped() -> ChunkRows:
         with engine.connect() as conn:
             data = conn.scalar(select(CsvUploadChunk.data).where(CsvUploadChunk.id == chunk_id))
-        return _mapped(
+        return map_chunk(
             data,
             chunk.platform,
             chunk.mapping,
@@ -336,23 +292,6 @@ def _complete(
         )
         refresh_upload_counters(tx, chunk.upload_id)
     return copies
-
-
-def _mapped(
-    data: object,
-    platform: str | None,
-    mapping: dict[str, Any] | None,
-    first_row: int,
-    currency: str | None,
-    dates: dict[str, DateColumn] | None = None,
-    value_answers: list[int] | None = None,
-) -> ChunkRows:
-    """The chunk's rows mapped and validated, with the platform its layout belongs to."""
-    headers, rows = chunk_table(data)
-    layout = chunk_layout(headers, platform, mapping, value_answers)
-    return ChunkRows.mapped(
-        build_frames(headers, rows, first_row, layout, currency, dates=dates), layout.platform
-    )
 
 
 def write_frames(conn: Connection, target: WriteTarget, frames: ChunkFrames) -> WriteCounts:

@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 
-from pledgeflow.chunks import answers_by_value, chunk_layout, chunk_table, describe_error
+from pledgeflow.chunk_rows import answers_by_value, chunk_layout, chunk_table
+from pledgeflow.chunks import describe_error
 from pledgeflow.currencies import currency_summary
 from pledgeflow.database import get_engine, rolled_back, transaction
 from pledgeflow.failures import ChunkDataError, UploadNotFoundError, is_transient

@@ -18,7 +18,6 @@ import logging
 import threading
 import time
 import zlib
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
 
@@ -26,9 +25,9 @@ import orjson
 import redis
 
 from pledgeflow.chunk_digest import chunk_inputs, digest_of
+from pledgeflow.chunk_rows import ChunkRows
 from pledgeflow.settings import get_settings
-from pledgeflow.transform import ChunkFrames
-from pledgeflow.writers import STAGES, StagedCopies
+from pledgeflow.writers.stages import STAGES, StagedCopies
 
 logger = logging.getLogger(__name__)
 
@@ -37,31 +36,6 @@ FORMAT = 2
 # waiting for its own timeout.
 PAUSE_SECONDS = 60.0
 _META = b"meta"
-
-
-@dataclass(frozen=True)
-class ChunkRows:
-    """A chunk's rows ready to write, mapped (frames) or from the cache (COPY data), with what
-    the chunk's record needs."""
-
-    rows: ChunkFrames | StagedCopies
-    platform: str
-    imported_rows: int
-    rejected_rows: int
-    rejected: list[dict[str, Any]]
-    warnings: list[dict[str, Any]]
-
-    @classmethod
-    def mapped(cls, frames: ChunkFrames, platform: str) -> ChunkRows:
-        """The rows of a chunk mapped just now."""
-        return cls(
-            frames,
-            platform,
-            frames.imported_rows,
-            frames.rejected_rows,
-            frames.rejected,
-            frames.warnings,
-        )
 
 
 STAGE_NAMES = frozenset(stage.name for stage in STAGES)

@@ -26,6 +26,7 @@ import numpy as np
 from sqlalchemy import Connection, exists, func, select, update
 
 from pledgeflow.chunk_digest import as_data_digest, chunk_inputs, data_digest_column, inputs_digest
+from pledgeflow.chunk_rows import answers_by_value, chunk_layout
 from pledgeflow.database import get_engine, transaction
 from pledgeflow.dates import DateColumn
 from pledgeflow.failures import ChunkDataError
@@ -346,8 +347,6 @@ def _known_rejections(
     completed chunk of the project's latest other completed upload, which rejected exactly
     those rows: the same inputs map to the same rows. A re-import of an unchanged file is then
     settled without mapping its repeated rows again."""
-    from pledgeflow.chunks import answers_by_value
-
     latest = conn.scalar(
         select(func.max(UPLOAD.c.id)).where(
             UPLOAD.c.project_id == upload.project_id,
@@ -403,8 +402,6 @@ def _later_keys(
     """Pledge keys and emails of this upload that a valid row of a newer, started upload of
     the project holds: that upload wins, whichever runs last. Such uploads exist only when an
     older one is retried or runs late, so this is usually nothing to read."""
-    from pledgeflow.chunks import chunk_layout
-
     newer = conn.execute(
         select(UPLOAD.c.id, UPLOAD.c.platform, UPLOAD.c.mapping, UPLOAD.c.status, UPLOAD.c.stats)
         .where(UPLOAD.c.project_id == project_id, UPLOAD.c.id > upload_id)

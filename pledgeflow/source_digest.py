@@ -39,25 +39,36 @@ def _imported(tree: ast.AST, name: str, is_package: bool) -> Iterable[str]:
 
 def module_closure(entries: Iterable[str], root: Path) -> list[Path]:
     """The source files of `entries` and of every product module they import, transitively,
-    with the `__init__.py` of each package on the way; sorted. A missing entry is an error."""
+    with the `__init__.py` of each package on the way; sorted. A missing entry is an error.
+
+    What a package's `__init__.py` imports is followed only where the package itself is
+    imported: a module's package gathering the names of its sibling modules does not make those
+    siblings part of the module's code."""
     found: dict[str, Path] = {}
-    pending: list[str] = []
+    followed: set[str] = set()
+    pending: list[tuple[str, bool]] = []  # a module and whether to follow what it imports
     for entry in entries:
         if module_file(entry, root) is None:
             raise ValueError(f"no module {entry} under {root}")
-        pending.append(entry)
+        pending.append((entry, True))
     while pending:
-        name = pending.pop()
-        if name in found or name.split(".")[0] not in PRODUCT:
+        name, follow = pending.pop()
+        if name in followed or (name in found and not follow):
+            continue
+        if name.split(".")[0] not in PRODUCT:
             continue
         path = module_file(name, root)
         if path is None:
             continue  # a name imported from a module, not a module
         found[name] = path
         parts = name.split(".")
-        pending += [".".join(parts[:end]) for end in range(1, len(parts))]
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-        pending += _imported(tree, name, path.name == "__init__.py")
+        pending += [(".".join(parts[:end]), False) for end in range(1, len(parts))]
+        if follow:
+            followed.add(name)
+            tree = ast.parse(path.read_bytes(), filename=str(path))
+            pending += [
+                (module, True) for module in _imported(tree, name, path.name == "__init__.py")
+            ]
     return sorted(set(found.values()))
 
 
