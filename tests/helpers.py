@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+import pytest
 from prefect.settings import PREFECT_API_URL
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -19,7 +21,7 @@ from deployments.webhook import sign
 from pledgeflow.staging import stage_file
 from pledgeflow.status import UploadResult
 from pledgeflow.uploads import read_upload
-from pledgeflow_bench.exports import Backer, render
+from pledgeflow_bench.exports import Backer, backers, render
 from pledgeflow_bench.web_app import insert_web_app_upload, web_app_project
 from schemas.mappings import ColumnMapping
 
@@ -119,6 +121,45 @@ def write_file(tmp_path: Path, name: str, data: bytes) -> Path:
     path = tmp_path / name
     path.write_bytes(data)
     return path
+
+
+def export_without_emails(tmp_path: Path, name: str, rows: int, missing: Sequence[int]) -> Path:
+    """A Kickstarter 2020 report named `name` of `rows` synthetic backers, those at the indexes
+    `missing` without an email (each a row rejected as missing_email)."""
+    people = backers(rows)
+    for index in missing:
+        people[index].email = ""
+    return write_file(tmp_path, name, render("2020", people))
+
+
+def run_command(
+    args: Sequence[str | Path],
+    *,
+    env: dict[str, str],
+    cwd: Path | None = None,
+    timeout: float,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to its end with its output captured as text; never raises on its exit
+    code (the test asserts it)."""
+    return subprocess.run(
+        [str(arg) for arg in args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def slow_on_harness(timeout: int) -> list[pytest.MarkDecorator]:
+    """The `pytestmark` of a slow module whose tests run flows on the Prefect harness, each
+    test allowed `timeout` seconds."""
+    return [
+        pytest.mark.usefixtures("prefect_harness"),
+        pytest.mark.slow,
+        pytest.mark.timeout(timeout),
+    ]
 
 
 def stage_export(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -25,7 +24,7 @@ from pledgeflow_bench.baselines import load_hand_tuned, load_naive_orm, prepare_
 from pledgeflow_bench.exports import write_kickstarter_export
 from schemas.platforms import resolve_layout
 from tests.conftest import ADMIN_URL, DATA_TABLES, REDIS_URL
-from tests.helpers import import_path, table_contents
+from tests.helpers import import_path, run_command, table_contents
 
 SHOP, PROJECT = "bench.example.com", "Benchmark Campaign"
 
@@ -145,17 +144,14 @@ def test_dlt_peer_loads_what_the_pipeline_writes_and_reloads_it_unchanged(
         loads = []
         for label in ("first", "reload"):
             out = tmp_path / f"dlt-{label}.json"
-            done = subprocess.run(
+            done = run_command(
                 [
                     *(sys.executable, "-P", "-m", "pledgeflow_bench.dlt_peer", str(export.path)),
                     *(dsn, dataset, str(tmp_path), str(out), SHOP, PROJECT),
                 ],
                 env=env | {"RUNTIME__LOG_LEVEL": "ERROR"},
                 cwd=tmp_path,
-                capture_output=True,
-                text=True,
                 timeout=300,
-                check=False,
             )
             assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
             loads.append(json.loads(out.read_text()))
@@ -208,7 +204,7 @@ def test_bench_command_measures_every_path_and_leaves_no_database(tmp_path: Path
     env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
     server = make_url(ADMIN_URL).render_as_string(hide_password=False)
 
-    done = subprocess.run(
+    done = run_command(
         [
             *(sys.executable, "-P", "-m", "pledgeflow", "bench", "--rows", "600"),
             *("--chunk-size", "250", "--naive-rows", "50", "--workers-rows", "200"),
@@ -216,10 +212,7 @@ def test_bench_command_measures_every_path_and_leaves_no_database(tmp_path: Path
         ],
         env=env,
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=840,
-        check=False,
     )
 
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

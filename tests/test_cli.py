@@ -15,25 +15,17 @@ from prefect.settings import PREFECT_API_URL
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from pledgeflow.command_errors import OUTCOME_FIELDS
 from pledgeflow_bench.exports import HEADERS, backers, render
 from tests.exports_corpus import KICKSTARTER_2015
-from tests.helpers import count, write_file
+from tests.helpers import count, export_without_emails, run_command, write_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / ".venv" / "bin" / "pledgeflow"
 SAMPLE = ROOT / "samples" / "kickstarter-2020.csv"
 SHOP = "demo.example.com"
-SUMMARY_FIELDS = {
-    "upload_id",
-    "status",
-    "platform",
-    "total_rows",
-    "imported_rows",
-    "rejected_rows",
-    "total_chunks",
-    "completed_chunks",
-    "failed_chunks",
-}
+# The fields every `--json` outcome holds (their values are pinned below).
+SUMMARY_FIELDS = frozenset(OUTCOME_FIELDS)
 # The sample's rejected rows: (data-row number, reason code, column).
 SAMPLE_REJECTED = [
     (6, "missing_email", "Email"),
@@ -55,15 +47,7 @@ def cli(sqlite_db: Engine, prefect_harness: None, tmp_path: Path) -> Run:
     }
 
     def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(CLI), *map(str, args)],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        return run_command([CLI, *args], env=env, cwd=tmp_path, timeout=180)
 
     return run
 
@@ -280,9 +264,7 @@ def test_a_date_column_in_no_accepted_style_is_refused_once(
 def test_max_rejected_fraction_fails_an_upload_above_it(
     cli: Run, sqlite_db: Engine, tmp_path: Path
 ) -> None:
-    people = backers(4)
-    people[0].email = ""
-    path = write_file(tmp_path, "one-in-four.csv", render("2020", people))
+    path = export_without_emails(tmp_path, "one-in-four.csv", 4, missing=[0])
 
     code, tolerant = import_json(cli, path, "--max-rejected-fraction", "0.25")
     assert (code, tolerant["status"]) == (0, "COMPLETED")

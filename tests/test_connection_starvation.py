@@ -20,15 +20,11 @@ from pledgeflow.staging import stage_file
 from pledgeflow.uploads import read_upload
 from pledgeflow_bench.exports import write_kickstarter_export
 from tests.conftest import DATA_TABLES, use_database
-from tests.helpers import checksums, import_path, slow_pledge_statements
+from tests.helpers import checksums, import_path, slow_on_harness, slow_pledge_statements
 from tests.services import OwnPostgres
 
 # Its own PostgreSQL, two imports, and maybe the Prefect harness are charged to this one test.
-pytestmark = [
-    pytest.mark.usefixtures("prefect_harness"),
-    pytest.mark.slow,
-    pytest.mark.timeout(900),
-]
+pytestmark = slow_on_harness(timeout=900)
 
 MAX_CONNECTIONS = 12
 HOLD_SECONDS = 5.0

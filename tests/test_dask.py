@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
 from prefect_dask.task_runners import DaskTaskRunner
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -15,14 +14,10 @@ from pledgeflow.staging import stage_file
 from pledgeflow.uploads import read_upload
 from pledgeflow_bench.exports import backers, render
 from tests.conftest import DATA_TABLES
-from tests.helpers import checksums, import_path, write_file
+from tests.helpers import checksums, import_path, slow_on_harness, write_file
 
 # A Dask cluster of two processes and the Prefect harness: minutes on a busy machine.
-pytestmark = [
-    pytest.mark.usefixtures("prefect_harness"),
-    pytest.mark.slow,
-    pytest.mark.timeout(900),
-]
+pytestmark = slow_on_harness(timeout=900)
 
 
 def test_dask_cluster_of_two_processes_matches_the_thread_runner(

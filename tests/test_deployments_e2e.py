@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from pledgeflow.staging import stage_file
 from pledgeflow.uploads import chunk_name
 from pledgeflow_bench.exports import backers, render
-from tests.helpers import count, write_file
+from tests.helpers import count, export_without_emails, write_file
 from tests.services import BIN, run, wait_until
 from tests.stack import SECRETS, Stack
 
@@ -127,9 +127,7 @@ def test_a_shops_second_upload_without_a_bulk_lane_stays_on_the_deployments_queu
 def test_webhook_passes_max_rejected_fraction_to_the_run(
     stack: Stack, db: Engine, tmp_path: Path
 ) -> None:
-    people = backers(4)
-    people[0].email = ""
-    path = write_file(tmp_path, "fraction.csv", render("2020", people))
+    path = export_without_emails(tmp_path, "fraction.csv", 4, missing=[0])
     upload_id = stage_file(path, shop="hook.example.com", project="Fraction", chunk_size=10)
 
     response = stack.post(
@@ -299,9 +297,7 @@ def test_two_runs_of_one_upload_process_each_chunk_once(
 def test_a_finished_run_leaves_progress_summary_and_completion_event(
     stack: Stack, db: Engine, tmp_path: Path
 ) -> None:
-    rows = backers(12)
-    rows[4].email = ""
-    path = write_file(tmp_path, "observed.csv", render("2020", rows))
+    path = export_without_emails(tmp_path, "observed.csv", 12, missing=[4])
     upload_id = stage_file(path, shop="hook.example.com", project="Observed", chunk_size=5)
     run_id = stack.post(body(upload_id)).json()["flow_run_id"]
     assert stack.wait_for_final(run_id)["state_type"] == "COMPLETED"

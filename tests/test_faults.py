@@ -30,14 +30,10 @@ from pledgeflow.staging import stage_file
 from pledgeflow.uploads import read_upload
 from pledgeflow_bench.exports import write_kickstarter_export
 from tests.conftest import DATA_TABLES, use_database
-from tests.helpers import checksums, failed_events, import_path
+from tests.helpers import checksums, failed_events, import_path, run_command, slow_on_harness
 from tests.services import BIN, OwnPostgres, OwnRedis, wait_until
 
-pytestmark = [
-    pytest.mark.usefixtures("prefect_harness"),
-    pytest.mark.slow,
-    pytest.mark.timeout(1800),
-]
+pytestmark = slow_on_harness(timeout=1800)
 
 ROWS = 50_000
 CHUNK_SIZE = 5_000
@@ -207,14 +203,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
         "PREFECT_API_URL": str(PREFECT_API_URL.value()),
         "PLEDGEFLOW_DATABASE_URL": get_settings().database_url.get_secret_value(),
     }
-    return subprocess.run(
-        [str(BIN / "pledgeflow"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_command([BIN / "pledgeflow", *args], env=env, timeout=300)
 
 
 def failed_tasks(flow_run_id: Any) -> list[str]:

@@ -4,7 +4,6 @@ every client with the auth string, worker and webhook as the import role, and no
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from websockets.sync.client import connect
 
 from pledgeflow.staging import stage_file
 from pledgeflow_bench.exports import backers, render
-from tests.helpers import count, store_web_app_upload, write_file
+from tests.helpers import count, run_command, store_web_app_upload, write_file
 from tests.services import BIN, ROOT, free_port, wait_until
 from tests.stack import AUTH_PASSWORD, AUTH_STRING, AUTH_USER, IMPORT_ROLE, SECRETS, Stack
 
@@ -101,15 +100,7 @@ def test_only_probes_the_ui_shell_and_the_api_description_are_open(stack: Stack)
 
 def cli(stack: Stack, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Any:
     """Run the `pledgeflow` console script with the stack's client environment."""
-    return subprocess.run(
-        [str(BIN / "pledgeflow"), *args],
-        env=env or stack.env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    return run_command([BIN / "pledgeflow", *args], env=env or stack.env, cwd=tmp_path, timeout=180)
 
 
 def secrets_in(text: str) -> list[str]:
@@ -281,15 +272,7 @@ def test_a_client_without_the_auth_string_cannot_use_the_server(
     assert len(hook.stderr.strip().splitlines()) <= 3 and "Traceback" not in hook.stderr
     assert not secrets_in(hook.stdout + hook.stderr)
 
-    listed = subprocess.run(
-        [str(BIN / "prefect"), "deployment", "ls"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    listed = run_command([BIN / "prefect", "deployment", "ls"], env=env, cwd=ROOT, timeout=120)
     assert listed.returncode != 0
     assert "401" in listed.stdout + listed.stderr or "Unauthorized" in listed.stdout + listed.stderr
     assert not secrets_in(listed.stdout + listed.stderr)

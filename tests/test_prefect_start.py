@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
 
-from tests.helpers import count
+from tests.helpers import count, run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / ".venv" / "bin" / "pledgeflow"
@@ -37,14 +36,11 @@ def test_a_server_too_slow_to_start_is_retried_then_explained_in_one_line(
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1",
     )
 
-    result = subprocess.run(
-        [str(CLI), "import", str(SAMPLE), "--shop", "s.example.com", "--project", "P"],
+    result = run_command(
+        [CLI, "import", SAMPLE, "--shop", "s.example.com", "--project", "P"],
         env=env,
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=500,
-        check=False,
     )
 
     lines = result.stderr.splitlines()
@@ -82,14 +78,8 @@ print(httpx.get(api + "/health", timeout=30).status_code)
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_start_that_times_out_is_stopped_and_the_retry_answers(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", START_THEN_RETRY],
-        env=_without_api(tmp_path),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=500,
-        check=False,
+    result = run_command(
+        [sys.executable, "-c", START_THEN_RETRY], env=_without_api(tmp_path), cwd=ROOT, timeout=500
     )
 
     assert result.returncode == 0, result.stderr

@@ -23,16 +23,12 @@ from pledgeflow.staging import stage_file
 from pledgeflow.uploads import read_upload
 from pledgeflow_bench.exports import backers, render
 from tests.conftest import DATA_TABLES
-from tests.helpers import checksums, count, import_path, write_file
+from tests.helpers import checksums, count, import_path, slow_on_harness, write_file
 from tests.services import BIN, free_port, wait_until
 
 # A cap, not a delay: a killed worker's retry waits on subprocesses and the harness's recorders,
 # which took over 300 s on a machine at load 20.
-pytestmark = [
-    pytest.mark.usefixtures("prefect_harness"),
-    pytest.mark.slow,
-    pytest.mark.timeout(900),
-]
+pytestmark = slow_on_harness(timeout=900)
 
 
 def truncate(db: Engine) -> None:
