@@ -60,6 +60,11 @@ def _created_at() -> sa.Column[datetime]:
     )
 
 
+def _texts(*names: str) -> list[sa.Column[str]]:
+    """Optional text columns, in this order."""
+    return [sa.Column(name, sa.Text(), nullable=True) for name in names]
+
+
 def _moment(name: str) -> sa.Column[datetime]:
     """A time that may not have come yet."""
     return sa.Column(name, sa.DateTime(timezone=True), nullable=True)
@@ -102,10 +107,7 @@ def upgrade() -> None:
         "backer",
         sa.Column("shop", sa.String(length=255), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=False),
-        sa.Column("name", sa.Text(), nullable=True),
-        sa.Column("phone", sa.Text(), nullable=True),
-        sa.Column("country", sa.Text(), nullable=True),
-        sa.Column("external_id", sa.Text(), nullable=True),
+        *_texts("name", "phone", "country", "external_id"),
         sa.Column("source_upload_id", sa.BigInteger(), nullable=False),
         sa.Column("source_row", sa.Integer(), nullable=False),
         sa.UniqueConstraint("shop", "email", name=op.f("uq_backer_shop_email")),
@@ -201,16 +203,12 @@ def upgrade() -> None:
         _ref("pledge_id"),
         _ref("backer_id"),
         _moment("responded_at"),
-        sa.Column("shipping_name", sa.Text(), nullable=True),
-        sa.Column("shipping_address_1", sa.Text(), nullable=True),
-        sa.Column("shipping_address_2", sa.Text(), nullable=True),
-        sa.Column("shipping_city", sa.Text(), nullable=True),
-        sa.Column("shipping_state", sa.Text(), nullable=True),
-        sa.Column("shipping_postal_code", sa.Text(), nullable=True),
-        sa.Column("shipping_country_name", sa.Text(), nullable=True),
-        sa.Column("shipping_country_code", sa.Text(), nullable=True),
-        sa.Column("shipping_phone", sa.Text(), nullable=True),
-        sa.Column("delivery_notes", sa.Text(), nullable=True),
+        *_texts(
+            *(f"shipping_{part}" for part in ("name", "address_1", "address_2", "city", "state")),
+            *(f"shipping_{part}" for part in ("postal_code", "country_name", "country_code")),
+            "shipping_phone",
+            "delivery_notes",
+        ),
         sa.Column(
             "answers", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True
         ),
