@@ -8,10 +8,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Select, create_engine, event
 from sqlalchemy.engine import make_url
 
 from pledgeflow.settings import get_settings
@@ -86,6 +86,16 @@ def get_engine() -> Engine:
     """Return this process's engine for the configured database."""
     settings = get_settings()
     return _engine_for(settings.database_url.get_secret_value(), settings.pool_size)
+
+
+T = TypeVar("T")
+
+
+def first_value(query: Select[T]) -> T | None:
+    """The value a one-column query selects first, read in a connection of its own; None when
+    it selects no row."""
+    with get_engine().connect() as conn:
+        return conn.scalar(query.limit(1))
 
 
 def database_identity() -> str:

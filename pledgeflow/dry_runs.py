@@ -24,12 +24,12 @@ from pledgeflow.chunks import describe_error
 from pledgeflow.currencies import currency_summary
 from pledgeflow.database import get_engine, rolled_back, transaction
 from pledgeflow.failures import ChunkDataError, UploadNotFoundError, is_transient
-from pledgeflow.settlement import write_mode
+from pledgeflow.settlement import upload_inputs, write_mode
 from pledgeflow.status import ChunkOutcome, UploadResult, aggregate, chunk_errors, log_result, now
 from pledgeflow.transform import build_frames, rows_by_code
 from pledgeflow.upload_dates import stored_dates
 from pledgeflow.writers import WriteTarget, write_chunk
-from schemas.tables import UPLOAD, CsvUpload, CsvUploadChunk, Project, UploadStatus
+from schemas.tables import CsvUpload, CsvUploadChunk, UploadStatus
 
 
 def dry_run_upload(upload_id: int, error: dict[str, Any] | None = None) -> UploadResult:
@@ -42,19 +42,7 @@ def dry_run_upload(upload_id: int, error: dict[str, Any] | None = None) -> Uploa
     started = time.perf_counter()
     engine = get_engine()
     with engine.connect() as conn:
-        upload = conn.execute(
-            select(
-                UPLOAD.c.id,
-                UPLOAD.c.shop,
-                UPLOAD.c.project_id,
-                UPLOAD.c.platform,
-                UPLOAD.c.mapping,
-                UPLOAD.c.stats,
-                Project.currency,
-            )
-            .join(Project, Project.id == UPLOAD.c.project_id)
-            .where(UPLOAD.c.id == upload_id)
-        ).first()
+        upload = upload_inputs(conn, upload_id)
         if upload is None:
             raise UploadNotFoundError(upload_id)
         chunks = conn.execute(

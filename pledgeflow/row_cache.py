@@ -69,34 +69,11 @@ class RowCache:
             return None
         return cls(url, settings.redis_key_prefix, settings.row_cache_ttl_seconds)
 
-    def key(
-        self,
-        *,
-        data_digest: bytes,
-        first_row: int,
-        shop: str,
-        platform: str | None,
-        mapping: dict[str, Any] | None,
-        currency: str | None,
-        encoding: str,
-        dates: dict[str, Any] | None = None,
-        value_answers: list[int] | None = None,
-    ) -> str:
-        """The entry of a chunk: its content and everything else its mapped rows depend on,
-        and the connection's encoding (the COPY data is in it)."""
-        return self.key_of(
-            chunk_inputs(
-                data_digest=data_digest,
-                first_row=first_row,
-                shop=shop,
-                platform=platform,
-                mapping=mapping,
-                currency=currency,
-                dates=dates,
-                value_answers=value_answers,
-            ),
-            encoding,
-        )
+    def key(self, *, encoding: str, **inputs: Any) -> str:
+        """The entry of a chunk: its content and everything else its mapped rows depend on
+        (the keywords of `chunk_digest.chunk_inputs`), and the connection's encoding (the COPY
+        data is in it)."""
+        return self.key_of(chunk_inputs(**inputs), encoding)
 
     def key_of(self, inputs: dict[str, Any], encoding: str) -> str:
         """The entry of a chunk whose rows come from `inputs` (`chunk_digest.chunk_inputs`),

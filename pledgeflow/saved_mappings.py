@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from pledgeflow.database import get_engine
+from pledgeflow.database import first_value, get_engine
 from schemas.layout import normalize_header
 from schemas.mappings import ITEMS, ColumnMapping, MappingError
 from schemas.tables import UPLOAD, CsvUploadChunk, UploadStatus
@@ -14,13 +14,11 @@ from schemas.tables import UPLOAD, CsvUploadChunk, UploadStatus
 
 def upload_headers(upload_id: int) -> list[str]:
     """The header row of an upload, from its first chunk (empty if it has none)."""
-    with get_engine().connect() as conn:
-        data = conn.scalar(
-            select(CsvUploadChunk.data)
-            .where(CsvUploadChunk.upload_id == upload_id)
-            .order_by(CsvUploadChunk.chunk_index)
-            .limit(1)
-        )
+    data = first_value(
+        select(CsvUploadChunk.data)
+        .where(CsvUploadChunk.upload_id == upload_id)
+        .order_by(CsvUploadChunk.chunk_index)
+    )
     headers = (data or {}).get("headers") if isinstance(data, dict) else None
     return [str(h) for h in headers] if isinstance(headers, list) else []
 

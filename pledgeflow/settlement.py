@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, exists, func, select, update
+from sqlalchemy import Connection, Row, exists, func, select, update
 
 from pledgeflow.chunk_digest import as_data_digest, chunk_inputs, data_digest_column, inputs_digest
 from pledgeflow.chunk_rows import answers_by_value, chunk_layout
 from pledgeflow.database import get_engine, transaction
 from pledgeflow.dates import DateColumn
-from pledgeflow.failures import ChunkDataError
+from pledgeflow.failures import ChunkDataError, UploadNotFoundError
 from pledgeflow.staging import gc_paused
 from pledgeflow.transform import rejected_rows, row_keys
 from pledgeflow.upload_dates import stored_dates
@@ -220,6 +220,24 @@ class Settlement:
         return {k: sum(len(m[k]) for m in self.superseded.values()) for k in KINDS}
 
 
+def upload_inputs(conn: Connection, upload_id: int) -> Row[*tuple[Any, ...]] | None:
+    """What an upload's rows are read and settled with: its id, shop, project, platform,
+    mapping and stats, and its project's currency; None when there is no such upload."""
+    return conn.execute(
+        select(
+            UPLOAD.c.id,
+            UPLOAD.c.shop,
+            UPLOAD.c.project_id,
+            UPLOAD.c.platform,
+            UPLOAD.c.mapping,
+            UPLOAD.c.stats,
+            PROJECT.c.currency,
+        )
+        .join(PROJECT, PROJECT.c.id == UPLOAD.c.project_id)
+        .where(UPLOAD.c.id == upload_id)
+    ).first()
+
+
 def settle_upload(
     upload_id: int,
     layout: Layout,
@@ -235,18 +253,9 @@ def settle_upload(
     """
     engine = get_engine()
     with engine.connect() as conn:
-        upload = conn.execute(
-            select(
-                UPLOAD.c.project_id,
-                UPLOAD.c.shop,
-                UPLOAD.c.platform,
-                UPLOAD.c.mapping,
-                UPLOAD.c.stats,
-                PROJECT.c.currency,
-            )
-            .join(PROJECT, PROJECT.c.id == UPLOAD.c.project_id)
-            .where(UPLOAD.c.id == upload_id)
-        ).one()
+        upload = upload_inputs(conn, upload_id)
+        if upload is None:
+            raise UploadNotFoundError(upload_id)
         chunks = _chunks(conn, upload_id)
         keys = _Keys()
         cells: Counter[str] = Counter()

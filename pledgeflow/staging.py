@@ -16,7 +16,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pledgeflow.counters import refresh_upload_counters
-from pledgeflow.database import get_engine, transaction
+from pledgeflow.database import first_value, transaction
 from pledgeflow.import_paths import ImportPathError, resolve_import_path
 from pledgeflow.quantity_columns import QuantityWatch, candidate_columns
 from pledgeflow.settings import get_settings
@@ -171,13 +171,9 @@ def stage_file(
 
 def upload_of_flow_run(flow_run_id: str) -> int | None:
     """The upload a flow run staged, if it staged one."""
-    with get_engine().connect() as conn:
-        found = conn.scalar(
-            select(CsvUpload.id)
-            .where(CsvUpload.flow_run_id == flow_run_id)
-            .order_by(CsvUpload.id)
-            .limit(1)
-        )
+    found = first_value(
+        select(CsvUpload.id).where(CsvUpload.flow_run_id == flow_run_id).order_by(CsvUpload.id)
+    )
     return None if found is None else int(found)
 
 
