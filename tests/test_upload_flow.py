@@ -207,14 +207,7 @@ def test_dropped_and_errored_pledges_import_with_their_status(db: Engine, tmp_pa
 
 def test_later_row_wins_across_chunks_whatever_the_commit_order(db: Engine, tmp_path: Path) -> None:
     rows = backers(12)
-    late = Backer(
-        number=1,
-        email="backer1@example.com",
-        name="Renamed",
-        tier=2,
-        pledge="$500.00 USD",
-        addons=(0, 1),
-    )
+    late = Backer(1, "backer1@example.com", "Renamed", tier=2, pledge="$500.00 USD", addons=(0, 1))
     rows.append(late)  # data row 13 repeats pledge 1 in the last chunk
     path = write_file(tmp_path, "repeat.csv", render("2020", rows))
 
