@@ -106,9 +106,10 @@ STAGE_PLEDGE = _stage(
         ("pledge_id", PLEDGE.c.pledge_id),
         ("email", BACKER.c.email),
         ("product_key", PRODUCT.c.product_key),
-        *((c, PLEDGE.c[c]) for c in ("amount", "shipping_amount", "currency", "status")),
-        ("pledged_at", PLEDGE.c.pledged_at),
-        ("source_row", PLEDGE.c.source_row),
+        *(
+            (c, PLEDGE.c[c])
+            for c in ("amount", "shipping_amount", "currency", "status", "pledged_at", "source_row")
+        ),
         *((c, SURVEY.c[c]) for c in SURVEY_COLUMNS),
     ],
     Column("id", BigInteger),
