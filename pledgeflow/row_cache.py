@@ -2,9 +2,10 @@
 
 Mapping and validating a chunk costs about 40 µs a row of Python; what it produces (the COPY
 data of the stages on PostgreSQL, the rejected rows and the counts) depends only on the chunk's
-content and the inputs named in `RowCache.key`, including a digest of pledgeflow's own code.
-A chunk whose key is in the cache skips straight to the same set-based statements a mapped chunk
-runs, so the database rules (upserts, positions, no-op guards, counts) hold unchanged.
+content and the inputs `chunk_digest.chunk_inputs` names, among them a digest of the code that
+shapes rows (`chunk_digest.ROW_MODULES`). A chunk whose key is in the cache skips straight to the
+same set-based statements a mapped chunk runs, so the database rules (upserts, positions, no-op
+guards, counts) hold unchanged.
 
 Entries expire (`PLEDGEFLOW_ROW_CACHE_TTL_SECONDS`, 0 turns the cache off) and hold backers'
 details, as the database does; keys are digests and name no one. Redis is an accelerator here:
