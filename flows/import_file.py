@@ -28,7 +28,7 @@ from tasks.uploads import stage_file_task
 
 # No flow_run_name: the run keeps the name it was created with (typed in the UI's form, or
 # Prefect's generated one); its upload is in its `upload:<id>` tag and artifacts.
-@upload_flow("import-file", "Stream a CSV export into a new upload and import it.")
+@upload_flow("import-file")
 def import_file(
     path: Annotated[ImportPathText, titled("File path")],
     shop: Annotated[ShopDomain, titled("Shop domain")],
@@ -40,10 +40,11 @@ def import_file(
     dry_run: Annotated[bool, titled("Dry run")] = False,
     max_rejected_fraction: Annotated[RowFraction | None, titled("Most rejected rows")] = None,
 ) -> UploadResult | State[Any]:
-    """Stage the file as an upload with chunks, then import it in this run.
+    """Stream a CSV export into a new upload and import it.
 
-    Retrying the run (Retry in the UI) finds the upload it staged and resumes it: completed
-    chunks are kept, failed ones run again.
+    The file is staged as an upload with chunks, then imported in this same run. Retrying the
+    run (Retry in the UI) finds the upload it staged and resumes it: completed chunks are kept,
+    failed ones run again.
 
     Args:
         path: Path of the CSV export on the worker, inside PLEDGEFLOW_IMPORT_ROOT.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -24,19 +25,23 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def upload_flow(
-    name: str, description: str, run_name: str | None = None
-) -> Callable[[Callable[P, R]], Flow[P, R]]:
+def upload_flow(name: str, run_name: str | None = None) -> Callable[[Callable[P, R]], Flow[P, R]]:
     """The decorator of every flow that imports an upload: its chunk tasks on the bounded
-    runner, and the hook that fails an upload its run left unfinished."""
-    return flow(
-        name=name,
-        flow_run_name=run_name,
-        description=description,
-        task_runner=chunk_task_runner(),
-        on_failure=[fail_upload_on_crash],
-        on_crashed=[fail_upload_on_crash],
-    )
+    runner, the hook that fails an upload its run left unfinished, and the first paragraph of
+    the flow's docstring as its description."""
+
+    def decorate(function: Callable[P, R]) -> Flow[P, R]:
+        summary = (inspect.getdoc(function) or "").split("\n\n", 1)[0]
+        return flow(
+            name=name,
+            flow_run_name=run_name,
+            description=" ".join(summary.split()),
+            task_runner=chunk_task_runner(),
+            on_failure=[fail_upload_on_crash],
+            on_crashed=[fail_upload_on_crash],
+        )(function)
+
+    return decorate
 
 
 def import_upload(
@@ -59,22 +64,18 @@ def import_upload(
     return run_outcome(result)
 
 
-@upload_flow(
-    "process-upload",
-    "Import every unfinished chunk of an upload, then aggregate and report it.",
-    run_name="upload-{upload_id}",
-)
+@upload_flow("process-upload", run_name="upload-{upload_id}")
 def process_upload(
     upload_id: Annotated[UploadId, titled("Upload id")],
     mapping: MappingParameter = None,
     dry_run: Annotated[bool, titled("Dry run")] = False,
     max_rejected_fraction: Annotated[RowFraction | None, titled("Most rejected rows")] = None,
 ) -> UploadResult | State[Any]:
-    """Import every unfinished chunk of an upload concurrently, then aggregate the outcome.
+    """Import every unfinished chunk of an upload, then aggregate and report it.
 
-    The run fails when the upload does not end COMPLETED (a chunk failed, the layout or a date
-    column is unreadable, every row was rejected or more than `max_rejected_fraction` of them,
-    or another run still holds a chunk).
+    The chunks run concurrently. The run fails when the upload does not end COMPLETED (a chunk
+    failed, the layout or a date column is unreadable, every row was rejected or more than
+    `max_rejected_fraction` of them, or another run still holds a chunk).
 
     Args:
         upload_id: Id of the csv_upload row the web app (or `import`) stored.

@@ -14,17 +14,14 @@ from pledgeflow.status import UploadResult
 RetryAttempt = Annotated[int, Field(ge=0, le=100)]
 
 
-@upload_flow(
-    "retry-upload",
-    "Re-run the failed chunks of an upload and those stuck past their lease.",
-    run_name="retry-upload-{upload_id}",
-)
+@upload_flow("retry-upload", run_name="retry-upload-{upload_id}")
 def retry_upload(
     upload_id: Annotated[UploadId, titled("Upload id")],
     attempt: Annotated[RetryAttempt, titled("Automated attempt")] = 0,
 ) -> UploadResult | State[Any]:
-    """Re-run what did not complete: chunks FAILED, PENDING, or PROCESSING past their lease.
+    """Re-run the failed chunks of an upload and those stuck past their lease.
 
+    What did not complete runs again: chunks FAILED, PENDING, or PROCESSING past their lease.
     Completed chunks are skipped (their results are cached, and the database claim refuses
     them), so retrying is safe at any time.
 
