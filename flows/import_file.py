@@ -46,6 +46,10 @@ def import_file(
     run (Retry in the UI) finds the upload it staged and resumes it: completed chunks are kept,
     failed ones run again.
 
+    `pledgeflow import` runs this flow in its own process: its path may be anywhere its user
+    can read (inside PLEDGEFLOW_IMPORT_ROOT when that is set), and it watches the staging
+    through `pledgeflow.staging_watch`. A deployment's run always needs the root.
+
     Args:
         path: Path of the CSV export on the worker, inside PLEDGEFLOW_IMPORT_ROOT.
         shop: The merchant's shop domain, e.g. shop.example.com.

@@ -23,6 +23,7 @@ from pledgeflow.reports import shown_value
 from pledgeflow.settings import get_settings
 
 if TYPE_CHECKING:
+    from pledgeflow.parameters import ImportRequest
     from pledgeflow.progress import ImportProgress
 
 # pledgeflow's log lines (ids and counts only) belong in the run logs Prefect keeps.
@@ -105,6 +106,15 @@ def _run_upload(
     _report_upload(upload_id, as_json, dry_run=dry_run)
 
 
+def _console_without_tracebacks() -> None:
+    """Prefect's console lines without tracebacks, unless debugging."""
+    from pledgeflow.command_errors import debugging
+    from pledgeflow.prefect_api import console_logs_without_tracebacks
+
+    if not debugging():
+        console_logs_without_tracebacks()
+
+
 def _process_upload(
     upload_id: int,
     progress: ImportProgress,
@@ -112,11 +122,8 @@ def _process_upload(
     max_rejected_fraction: float | None,
 ) -> None:
     from flows.process_upload import process_upload
-    from pledgeflow.command_errors import debugging
-    from pledgeflow.prefect_api import console_logs_without_tracebacks
 
-    if not debugging():
-        console_logs_without_tracebacks()
+    _console_without_tracebacks()
     if not dry_run:  # a dry run moves no counters
         progress.watch(upload_id)
     process_upload(
@@ -179,13 +186,13 @@ def import_file(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Stream a file into an upload, run the upload flow and print the outcome."""
+    """Run the import-file flow (the deployment's) here: stream the file into an upload, import
+    it, and print the outcome."""
     from pledgeflow.import_paths import resolve_import_path
     from pledgeflow.mapping_files import read_mapping_file
     from pledgeflow.parameters import check_import
     from pledgeflow.prefect_api import ensure_prefect_api
     from pledgeflow.schema_state import require_schema
-    from pledgeflow.staging import stage_file
 
     # Everything a person can get wrong is refused before anything is started or stored.
     request = check_import(
@@ -200,19 +207,59 @@ def import_file(
     require_schema(create=True)
     ensure_prefect_api()
     with _progress(as_json) as progress:
-        upload_id = stage_file(
+        upload_id = _import_file(
+            progress,
             path,
-            shop=request.shop,
-            project=request.project,
-            platform=request.forced_platform,
-            chunk_size=request.chunk_size,
-            currency=request.currency,
-            mapping=column_mapping,
-            on_rows=progress.staged,
+            request,
+            column_mapping.as_dict() if column_mapping is not None else None,
+            dry_run,
+            max_rejected_fraction,
         )
-        note_upload(upload_id)
-        _process_upload(upload_id, progress, dry_run, max_rejected_fraction)
     _report_upload(upload_id, as_json, dry_run=dry_run)
+
+
+def _import_file(
+    progress: ImportProgress,
+    path: Path,
+    request: ImportRequest,
+    mapping: dict[str, Any] | None,
+    dry_run: bool,
+    max_rejected_fraction: float | None,
+) -> int:
+    """Run the import-file flow, the deployment's, in this process under `progress`: the id of
+    the upload it staged, or the typed reason it refused the file, raised (exit 2)."""
+    from flows.import_file import import_file as import_file_flow
+    from pledgeflow.prefect_api import console_silent_once
+    from pledgeflow.staging_watch import StagingWatch, watching
+
+    def staged(upload_id: int) -> None:
+        note_upload(upload_id)
+        if not dry_run:  # a dry run moves no counters
+            progress.watch(upload_id)
+
+    watch = StagingWatch(on_rows=progress.staged, on_staged=staged)
+    _console_without_tracebacks()
+    # Once the file is refused, the refusal this command shows says it all: the run's closing
+    # lines (its task and run Failed with that message) go to the run's logs only.
+    with watching(watch), console_silent_once(lambda: watch.refusal is not None):
+        state = import_file_flow(
+            str(path),
+            request.shop,
+            request.project,
+            request.platform,
+            request.chunk_size,
+            request.currency,
+            mapping,
+            dry_run,
+            max_rejected_fraction,
+            return_state=True,
+        )
+    if watch.refusal is not None:
+        raise watch.refusal
+    if watch.upload_id is None:  # the run failed before its file was staged: say why
+        state.result()
+        raise RuntimeError(f"the import-file run ended {state.name} without an upload")
+    return watch.upload_id
 
 
 @app.command()

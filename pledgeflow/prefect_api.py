@@ -8,9 +8,14 @@ import copy
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from prefect.logging.handlers import PrefectConsoleHandler
 
 # Prefect's own default (20 s) is too short for its temporary server on a busy two-core
 # machine: measured 15 s on an idle one, 41 s at a load average of 13 on two cores.
@@ -173,15 +178,54 @@ class _WithoutTraceback(logging.Formatter):
         return self.inner.format(bare)
 
 
+def prefect_console_handlers() -> list[PrefectConsoleHandler]:
+    """Prefect's console handlers, on whichever loggers its logging configuration put them."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers: list[Any] = [logging.getLogger()]
+    loggers += [
+        logger_
+        for logger_ in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger_, logging.Logger)
+    ]
+    found: dict[int, PrefectConsoleHandler] = {}
+    for logger_ in loggers:
+        for handler in logger_.handlers:
+            if isinstance(handler, PrefectConsoleHandler):
+                found[id(handler)] = handler
+    return list(found.values())
+
+
 def console_logs_without_tracebacks() -> None:
     """Keep tracebacks out of the console: Prefect's run logs (the API) still hold them."""
     import prefect.main  # noqa: F401  # sets up Prefect's handlers
-    from prefect.logging.handlers import PrefectConsoleHandler
 
-    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-    for logger in loggers:
-        for handler in getattr(logger, "handlers", []):
-            if isinstance(handler, PrefectConsoleHandler) and not isinstance(
-                handler.formatter, _WithoutTraceback
-            ):
-                handler.setFormatter(_WithoutTraceback(handler.formatter or logging.Formatter()))
+    for handler in prefect_console_handlers():
+        if not isinstance(handler.formatter, _WithoutTraceback):
+            handler.setFormatter(_WithoutTraceback(handler.formatter or logging.Formatter()))
+
+
+class _Until(logging.Filter):
+    """Passes records until `done()` is true."""
+
+    def __init__(self, done: Callable[[], bool]) -> None:
+        super().__init__()
+        self.done = done
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.done()
+
+
+@contextmanager
+def console_silent_once(done: Callable[[], bool]) -> Iterator[None]:
+    """Within the context, Prefect's console prints nothing once `done()` is true (the run's
+    logs in the API keep every line)."""
+    until = _Until(done)
+    handlers = prefect_console_handlers()
+    for handler in handlers:
+        handler.addFilter(until)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(until)

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
 
 from prefect.logging.handlers import PrefectConsoleHandler
 from rich.console import Console
@@ -28,6 +27,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from pledgeflow.prefect_api import prefect_console_handlers
 from pledgeflow.status import UploadResult
 from pledgeflow.uploads import read_upload
 
@@ -211,7 +211,7 @@ class ImportProgress:
         # Prefect's console handler writes to the stream it was built with, under the live bar;
         # through this console its lines print above the bar. Per-chunk INFO lines would only
         # repeat the bar, so warnings and errors pass.
-        for handler in _prefect_console_handlers():
+        for handler in prefect_console_handlers():
             self._handlers.append((handler, handler.console, handler.level))
             handler.console = self.console
             handler.setLevel(max(handler.level, logging.WARNING))
@@ -221,18 +221,3 @@ class ImportProgress:
             handler.console = console
             handler.setLevel(level)
         self._handlers.clear()
-
-
-def _prefect_console_handlers() -> list[PrefectConsoleHandler]:
-    loggers: list[Any] = [logging.getLogger()]
-    loggers += [
-        logger_
-        for logger_ in logging.Logger.manager.loggerDict.values()
-        if isinstance(logger_, logging.Logger)
-    ]
-    found: dict[int, PrefectConsoleHandler] = {}
-    for logger_ in loggers:
-        for handler in logger_.handlers:
-            if isinstance(handler, PrefectConsoleHandler):
-                found[id(handler)] = handler
-    return list(found.values())

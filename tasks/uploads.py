@@ -12,6 +12,7 @@ from prefect.states import Failed
 
 from pledgeflow.dry_runs import dry_run_upload
 from pledgeflow.staging import StagingError, stage_file
+from pledgeflow.staging_watch import current_watch
 from pledgeflow.status import UploadResult, fail_unstarted_chunks, find_stuck_uploads
 from pledgeflow.uploads import UploadPlan, aggregate_upload, start_upload
 from schemas.mappings import ColumnMapping, MappingError
@@ -76,9 +77,12 @@ def stage_file_task(
 ) -> int | State[Any]:
     """Stream a CSV file into a new upload and its chunks; return the upload id (the one
     `flow_run_id` staged already, if any), or a Failed state saying why the file was refused
-    (an expected outcome, so no traceback)."""
+    (an expected outcome, so no traceback). A caller running the flow in its own process
+    (`pledgeflow import`) is told the rows read, the upload and the refusal (`staging_watch`).
+    """
+    watch = current_watch()
     try:
-        return retry_transient(stage_file)(
+        upload_id = retry_transient(stage_file)(
             Path(path),
             shop=shop,
             project=project,
@@ -87,14 +91,20 @@ def stage_file_task(
             currency=currency,
             mapping=ColumnMapping.from_dict(mapping) if mapping else None,
             root_required=root_required,
+            on_rows=watch.on_rows if watch else None,
             flow_run_id=flow_run_id,
         )
     except (StagingError, MappingError) as exc:
+        if watch is not None:
+            watch.refused(exc)
         code = getattr(exc, "code", "invalid_mapping")
         hint = getattr(exc, "hint", None)
         message = f"{code}: {exc}" + (f" ({hint})" if hint else "")
         logger.warning("file refused for shop %s: %s", shop, code)
         return Failed(message=message)
+    if watch is not None:
+        watch.staged(upload_id)
+    return upload_id
 
 
 @task(name="record-unstarted-chunks", **_retry)

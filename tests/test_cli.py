@@ -62,6 +62,19 @@ def json_out(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return data
 
 
+def _flow_of_upload(db: Engine, upload_id: int) -> str:
+    """The name of the flow whose run staged the upload."""
+    from prefect.client.orchestration import get_client
+
+    with db.connect() as conn:
+        run_id = conn.scalar(
+            text("SELECT flow_run_id FROM csv_upload WHERE id = :id"), {"id": upload_id}
+        )
+    assert run_id, f"upload {upload_id} names no flow run"
+    with get_client(sync_client=True) as client:
+        return client.read_flow(client.read_flow_run(run_id).flow_id).name
+
+
 def import_json(
     run: Run, path: Path, *extra: str, project: str = "Demo"
 ) -> tuple[int, dict[str, Any]]:
@@ -86,6 +99,7 @@ def test_import_status_errors_and_reimport(cli: Run, sqlite_db: Engine) -> None:
     assert tables["backer"]["created"] == 33  # rows 10, 20, 30, 40 repeat an email
     assert count(sqlite_db, "SELECT count(*) FROM pledge") == 37
     upload_id = first["upload_id"]
+    assert _flow_of_upload(sqlite_db, upload_id) == "import-file"  # the deployment's flow
 
     status = cli("status", str(upload_id))
     assert status.returncode == 0, status.stderr
