@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable
 from decimal import Decimal
@@ -268,6 +269,11 @@ def test_a_date_column_in_no_accepted_style_is_refused_once(
     assert "error: unreadable_dates: no value of column 'Pledged At'" in result.stdout
     assert "--mapping" in result.stdout
     assert "column 'Pledged At', e.g. \"1439882580\"" in result.stdout
+    # Without a terminal, a line of the flow's staging (told to the CLI in-process), then the
+    # upload's own counters.
+    shown = result.stderr.splitlines()
+    assert any(re.fullmatch(r"staging: [\d,]+ rows read", line) for line in shown), shown
+    assert any(line.startswith("upload 1 failed: 0/1 chunks") for line in shown), result.stderr
     errors = cli("errors", "1")
     assert "upload error: unreadable_dates" in errors.stdout
     assert "column 'Pledged At', e.g. \"1439882580\"" in errors.stdout
