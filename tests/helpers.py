@@ -187,7 +187,8 @@ def import_path(
     currency: str | None = None,
     mapping: ColumnMapping | None = None,
 ) -> UploadResult:
-    """Stage a file and run the upload flow on it, as `pledgeflow import` does."""
+    """Stage a file and run the upload flow on it: what the import-file flow (`pledgeflow
+    import`'s) does, with the staging outside the flow run."""
     from flows.process_upload import process_upload
 
     upload_id = stage_file(
