@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 MAX_CONNECTIONS = 40
 RESERVE = 16  # what the web app and headroom would keep; the plan gives 5 upload runs
 BURST = 15
+BIG_UPLOADS = 6  # the large shop's burst in the fairness test
 
 
 @dataclass
@@ -189,12 +191,63 @@ def test_a_burst_of_three_times_the_run_limit_completes_exactly_within_the_conne
     assert content_digests(burst.engine) == reference_tables(burst, files, owners)
 
 
+@contextmanager
+def held_claims(engine: Engine, upload_ids: list[int]) -> Iterator[Callable[[], None]]:
+    """While open, a chunk of these uploads is not claimed (moved to PROCESSING) until the
+    `release()` it yields is called: a trigger in the database waits on an advisory lock the
+    test holds, in the claim's own transaction, before the run writes or locks any row. Their
+    runs hold their run slots, idle, for as long as the test needs."""
+    holder = engine.connect()
+    holder.execute(text("SELECT pg_advisory_lock(4243, 1)"))
+    holder.commit()
+    ids = ", ".join(str(int(u)) for u in upload_ids)
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            holder.execute(text("SELECT pg_advisory_unlock(4243, 1)"))
+            holder.commit()
+            released = True
+
+    with engine.begin() as conn:
+        conn.execute(
+            text(f"""
+            CREATE FUNCTION test_held_claims() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF NEW.status = 'PROCESSING' AND NEW.upload_id IN ({ids}) THEN
+                PERFORM pg_advisory_lock_shared(4243, 1);
+                PERFORM pg_advisory_unlock_shared(4243, 1);
+              END IF;
+              RETURN NEW;
+            END $$;
+            CREATE TRIGGER test_held_claims BEFORE UPDATE ON csv_upload_chunk
+            FOR EACH ROW EXECUTE FUNCTION test_held_claims();
+        """)
+        )
+    try:
+        yield release
+    finally:
+        release()
+        holder.close()
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "DROP TRIGGER test_held_claims ON csv_upload_chunk; "
+                    "DROP FUNCTION test_held_claims();"
+                )
+            )
+
+
 def test_a_small_shop_finishes_while_a_large_shops_burst_waits(burst: Burst) -> None:
     stack = burst.stack
-    # Each of the big shop's uploads is four times the small shop's, so that on a busy machine
-    # (where a run takes tens of seconds to start) the burst's first runs are still writing when
-    # the small one, started beside them, is done.
-    big_files = write_exports(burst.work / "fair-big", 10, rows=400)
+    # The big shop's burst is still running when the small shop's upload is done, however fast
+    # or slow the machine: the uploads its first sends to the bulk lane are held at their
+    # chunks' claims (in the database) until the small one is done. Uploads of one chunk each
+    # show it (what makes the burst wait is the hold, not the size of its files), and six of
+    # them: its first in the deployment's lane, four filling the bulk lane, and one waiting
+    # there, which the small shop's run goes ahead of.
+    big_files = write_exports(burst.work / "fair-big", BIG_UPLOADS, rows=50)
     small_file = write_exports(burst.work / "fair-small", 1, rows=100)[0]
     big = [
         store_web_app_upload(burst.engine, path, "big.example.com", f"Big {n}", chunk_size=50)
@@ -202,19 +255,26 @@ def test_a_small_shop_finishes_while_a_large_shops_burst_waits(burst: Burst) -> 
     ]
     small = store_web_app_upload(burst.engine, small_file, "small.example.com", "Small", 50)
 
-    big_runs = stack.deliver(big)
-    small_run = stack.deliver([small])
+    # The trigger goes once the burst has drained (dropping it takes a lock on the chunks'
+    # table, which the runs would wait on).
+    with held_claims(burst.engine, big[1:]) as release:
+        # The shop's first upload (under its fair share, in the deployment's lane) is sent
+        # before the others, so that it is the one not held.
+        big_runs = stack.deliver(big[:1]) | stack.deliver(big[1:])
+        small_run = stack.deliver([small])
 
-    def small_done() -> bool:
-        return stack.upload_states(burst.engine, [small])[small] in ("COMPLETED", "FAILED")
+        def small_done() -> bool:
+            return stack.upload_states(burst.engine, [small])[small] in ("COMPLETED", "FAILED")
 
-    wait_until(small_done, 600, "the small shop's upload", interval=0.5)
-    big_states = stack.upload_states(burst.engine, big)
+        wait_until(small_done, 600, "the small shop's upload", interval=0.5)
+        big_states = stack.upload_states(burst.engine, big)
+        release()
+        uploads, _ = stack.wait_drained(burst.engine, big_runs, timeout=600)
     waiting = sum(1 for s in big_states.values() if s not in ("COMPLETED", "FAILED"))
     assert stack.upload_states(burst.engine, [small])[small] == "COMPLETED"
     # Five runs at once, the big shop's past its first in the bulk lane (four at once): the
-    # small shop's run took the slot the lane leaves, ahead of most of the burst.
-    assert waiting >= 5, big_states
+    # small shop's run took the slot the lane leaves, ahead of the rest of the burst.
+    assert waiting >= BIG_UPLOADS - 1, big_states
     lanes = httpx.post(
         f"{stack.api}/flow_runs/filter",
         json={"flow_runs": {"id": {"any_": [*big_runs.values(), *small_run.values()]}}},
@@ -222,6 +282,5 @@ def test_a_small_shop_finishes_while_a_large_shops_burst_waits(burst: Burst) -> 
     ).json()
     queue_of = {r["id"]: r["work_queue_name"] for r in lanes}
     assert queue_of[small_run[small]] == "default"
-    assert sorted(queue_of[big_runs[u]] for u in big) == ["bulk"] * 9 + ["default"]
-    uploads, _ = stack.wait_drained(burst.engine, big_runs, timeout=600)
+    assert sorted(queue_of[big_runs[u]] for u in big) == ["bulk"] * (BIG_UPLOADS - 1) + ["default"]
     assert set(uploads.values()) == {"COMPLETED"}
