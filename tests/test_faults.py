@@ -1,8 +1,8 @@
 """Faults of the services pledgeflow leans on, on a PostgreSQL and a Redis of the test's own so
 they can be restarted, stopped and killed: a restart at ~30% of a 20,000-row import (ten
-2,000-row chunks), a 20 s outage, a chunk whose retries are spent, Redis killed and left down. Each ends COMPLETED by
-itself, or FAILED with no chunk left PROCESSING and completed by one immediate
-`pledgeflow retry`; either way the tables equal a clean import's."""
+2,000-row chunks), a 20 s outage, a chunk whose retries are spent, Redis killed and left down.
+Each ends COMPLETED by itself, or FAILED with no chunk left PROCESSING and completed by one
+immediate `pledgeflow retry`; either way the tables equal a clean import's."""
 
 from __future__ import annotations
 
