@@ -28,19 +28,39 @@ Key = tuple[Hashable, ...]
 
 @dataclass
 class TableKeys:
-    """The keys one chunk created, updated and left unchanged in one table."""
+    """The keys one chunk created, updated and left unchanged in one table: as tuples (`add`),
+    or already joined as text (`add_joined`, what a writer reads from the database)."""
 
     created: set[Key] = field(default_factory=set)
     updated: set[Key] = field(default_factory=set)
     unchanged: set[Key] = field(default_factory=set)
+    joined: dict[str, list[str]] = field(default_factory=lambda: {o: [] for o in OUTCOMES})
 
     def add(self, outcome: str, key: Key) -> None:
         """Record one key's outcome."""
         getattr(self, outcome).add(key)
 
+    def add_joined(self, outcome: str, texts: Iterable[str]) -> None:
+        """Record the outcome of keys given as their joined text (`join_key`)."""
+        self.joined[outcome].extend(texts)
+
     def encoded(self, salt: str) -> dict[str, str]:
         """The digests of each outcome's keys, packed for a chunk's stats."""
-        return {outcome: _pack(_digests(getattr(self, outcome), salt)) for outcome in OUTCOMES}
+        return {
+            outcome: _pack(
+                _digests([*map(join_key, getattr(self, outcome)), *self.joined[outcome]], salt)
+            )
+            for outcome in OUTCOMES
+        }
+
+
+# Between the parts of a key in the text its digest is made from.
+KEY_SEPARATOR = "\x1f"
+
+
+def join_key(key: Key) -> str:
+    """The text a key's digest is made from: its parts as text, joined."""
+    return KEY_SEPARATOR.join(map(str, key))
 
 
 def project_salt(project_id: int) -> str:
@@ -48,8 +68,8 @@ def project_salt(project_id: int) -> str:
     return hashlib.blake2b(f"pledgeflow-project-{project_id}".encode(), digest_size=8).hexdigest()
 
 
-def _digests(keys: Iterable[Key], salt: str) -> np.ndarray:
-    text = np.array(["\x1f".join(map(str, key)) for key in keys], dtype=object)
+def _digests(joined: list[str], salt: str) -> np.ndarray:
+    text = np.array(joined, dtype=object)
     if not len(text):
         return np.empty(0, dtype=np.uint64)
     return np.unique(pd.util.hash_array(text, hash_key=salt, categorize=False))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, String, cast, select
+from sqlalchemy import ColumnElement, Connection, String, cast, literal, select
 
+from pledgeflow.distinct import KEY_SEPARATOR, join_key
 from pledgeflow.transform import ChunkFrames
 from pledgeflow.writers.backers import insert_new_backers, rewrite_existing_backers
 from pledgeflow.writers.counts import TableCounts, WriteCounts, WriteTarget
@@ -51,7 +52,18 @@ def write_chunk(
     inventory = TableCounts()
     if pledges:
         write_surveys(conn)
-        inventory = write_inventory(conn, lines)
+        deleted = write_inventory(conn, lines)
+        # Lines by (survey, product): each line once, even were it staged twice.
+        inventory = _outcomes(
+            conn,
+            (),
+            STAGE_INVENTORY.c.survey_id,
+            STAGE_INVENTORY.c.product_id,
+            STAGE_INVENTORY.c.state,
+            held=STAGE_INVENTORY.c.survey_id.isnot(None),
+            distinct=True,
+        )
+        inventory.deleted = deleted
     rewrite_existing_backers(conn, target, backers, new_backers)
     s, product = STAGE_PLEDGE, STAGE_PRODUCT
     counts = WriteCounts(
@@ -79,16 +91,29 @@ def _outcomes(
     scope: tuple[Any, ...],
     *columns: ColumnElement[Any],
     held: ColumnElement[bool] | None = None,
+    distinct: bool = False,
 ) -> TableCounts:
     """Each staged key (after `scope`, the key's part the chunk shares) and its outcome, read
-    from the state the writers recorded on its staged row (the last of `columns`)."""
+    from the state the writers recorded on its staged row (the last of `columns`).
+
+    The database joins each key into the text its digest is made from (`join_key`), so one
+    fetch of two columns brings every key back, with no tuple built per key."""
     *key, state = columns
-    query = select(*key, state)
+    text: ColumnElement[str] = literal(join_key((*scope, "")), String)
+    for i, part in enumerate(key):
+        if i:
+            text = text.concat(literal(KEY_SEPARATOR, String))
+        text = text.concat(cast(part, String))
+    query = select(text, state)
     if held is not None:
         query = query.where(held)
+    if distinct:
+        query = query.distinct()
     counts = TableCounts()
-    for *values, recorded in conn.execute(query):
-        outcome = _OUTCOMES.get(recorded, "unchanged")
-        setattr(counts, outcome, getattr(counts, outcome) + 1)
-        counts.keys.add(outcome, (*scope, *values))
+    joined: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": []}
+    for value, recorded in conn.execute(query).all():
+        joined[_OUTCOMES.get(recorded, "unchanged")].append(value)
+    for outcome, texts in joined.items():
+        setattr(counts, outcome, len(texts))
+        counts.keys.add_joined(outcome, texts)
     return counts

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, and_, delete, exists, select, update
 
-from pledgeflow.writers.counts import TableCounts
-from pledgeflow.writers.dialects import created_flag, in_staged, upsert_into
+from pledgeflow.writers.dialects import created_flag, in_staged, record_written, upsert_into
 from pledgeflow.writers.guards import differs
 from pledgeflow.writers.stages import STAGE_INVENTORY, STAGE_PLEDGE, STAGE_PRODUCT
 from schemas.tables import INVENTORY
 
 
-def write_inventory(conn: Connection, staged: int) -> TableCounts:
-    """Make each held pledge's inventory equal the staged quantities; the counts per line."""
+def write_inventory(conn: Connection, staged: int) -> int:
+    """Make each held pledge's inventory equal the staged quantities and record each written
+    line's outcome on its staged row; returns how many lines were deleted."""
     w, s, p = STAGE_INVENTORY, STAGE_PLEDGE, STAGE_PRODUCT
-    counts = TableCounts()
     if staged:
         conn.execute(
             update(w)
@@ -37,11 +36,13 @@ def write_inventory(conn: Connection, staged: int) -> TableCounts:
     wanted = exists().where(
         w.c.survey_id == INVENTORY.c.survey_id, w.c.product_id == INVENTORY.c.product_id
     )
-    counts.deleted = conn.execute(
-        delete(INVENTORY).where(in_staged(conn, INVENTORY.c.survey_id, old_surveys), ~wanted)
-    ).rowcount
+    deleted = int(
+        conn.execute(
+            delete(INVENTORY).where(in_staged(conn, INVENTORY.c.survey_id, old_surveys), ~wanted)
+        ).rowcount
+    )
     if not staged:
-        return counts
+        return deleted
     stored = and_(INVENTORY.c.survey_id == w.c.survey_id, INVENTORY.c.product_id == w.c.product_id)
     # A join (UPDATE … FROM): a line with no stored line keeps `same` NULL.
     conn.execute(
@@ -60,15 +61,13 @@ def write_inventory(conn: Connection, staged: int) -> TableCounts:
         set_={"quantity": upsert.excluded.quantity},
         where=differs(INVENTORY.c, upsert.excluded, ["quantity"]),
     ).returning(INVENTORY.c.survey_id, INVENTORY.c.product_id, created_flag(conn, INVENTORY))
-    written = {
-        (survey, product): "created" if created else "updated"
-        for survey, product, created in conn.execute(upsert)
-    }
-    for survey, product in conn.execute(
-        select(w.c.survey_id, w.c.product_id).distinct().where(w.c.survey_id.isnot(None))
-    ):
-        counts.keys.add(written.get((survey, product), "unchanged"), (survey, product))
-    counts.created = len(counts.keys.created)
-    counts.updated = len(counts.keys.updated)
-    counts.unchanged = len(counts.keys.unchanged)
-    return counts
+    record_written(
+        conn,
+        upsert,
+        w,
+        on={"survey_id": "survey_id", "product_id": "product_id"},
+        copied={},
+        state="state",
+        mark="u",
+    )
+    return deleted
