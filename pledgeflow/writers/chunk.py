@@ -11,7 +11,7 @@ from pledgeflow.distinct import KEY_SEPARATOR, join_key
 from pledgeflow.transform import ChunkFrames
 from pledgeflow.writers.backers import insert_new_backers, rewrite_existing_backers
 from pledgeflow.writers.counts import TableCounts, WriteCounts, WriteTarget
-from pledgeflow.writers.dialects import without_jit
+from pledgeflow.writers.dialects import grouped_by_state, without_jit
 from pledgeflow.writers.inventory import write_inventory
 from pledgeflow.writers.pledges import drop_superseded_pledges, write_pledges
 from pledgeflow.writers.products import write_products
@@ -111,8 +111,8 @@ def _outcomes(
         query = query.distinct()
     counts = TableCounts()
     joined: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": []}
-    for value, recorded in conn.execute(query).all():
-        joined[_OUTCOMES.get(recorded, "unchanged")].append(value)
+    for recorded, texts in grouped_by_state(conn, query):
+        joined[_OUTCOMES.get(recorded, "unchanged")].extend(texts)
     for outcome, texts in joined.items():
         setattr(counts, outcome, len(texts))
         counts.keys.add_joined(outcome, texts)

@@ -5,6 +5,7 @@
   (a rowid table without AUTOINCREMENT numbers new rows past its largest id).
 - Recording what an upsert wrote on the staged rows: PostgreSQL in the same statement (a data-
   modifying `WITH`), SQLite by an executemany of the returned rows.
+- Many values read back by state: PostgreSQL as one array per state, SQLite one row each.
 - A key set read from a stage: PostgreSQL as an array (`= ANY(…)`), which the planner probes
   through the index instead of joining; SQLite as `IN (SELECT …)`, which it always probes.
 """
@@ -106,6 +107,21 @@ def in_staged(conn: Connection, column: ColumnElement[Any], keys: Select[Any]) -
         # The cast makes it one array value: `ANY (SELECT …)` would compare with each row.
         return column == any_(cast(array.scalar_subquery(), ARRAY(key.type)))
     return column.in_(keys)
+
+
+def grouped_by_state(conn: Connection, query: Select[Any]) -> list[tuple[Any, list[Any]]]:
+    """The values `query` selects (a value, then a state), grouped by state: each state and
+    its values. On PostgreSQL one array per state comes back, so the driver builds no row
+    per value."""
+    if is_postgresql(conn):
+        found = query.subquery()
+        value, state = found.c
+        by_state = select(state, func.array_agg(value, type_=ARRAY(value.type))).group_by(state)
+        return [(recorded, values) for recorded, values in conn.execute(by_state).all()]
+    grouped: dict[Any, list[Any]] = {}
+    for value, recorded in conn.execute(query).all():
+        grouped.setdefault(recorded, []).append(value)
+    return list(grouped.items())
 
 
 def without_jit(conn: Connection) -> None:
