@@ -29,6 +29,7 @@ from pledgeflow.retries import retry_transient, transient_retrying
 from pledgeflow.row_cache import RowCache
 from pledgeflow.settings import get_settings
 from pledgeflow.settlement import write_mode
+from pledgeflow.staging import freeze_loaded_objects
 from pledgeflow.status import claim_chunk, complete_chunk, local_owner, mark_chunk_failed
 from pledgeflow.transform import ChunkFrames, rows_by_code
 from pledgeflow.upload_dates import stored_dates
@@ -77,6 +78,7 @@ def process_chunk(chunk_id: int, owner: str | None = None) -> ChunkSummary:
     retry of the upload can take it at once.
     """
     owner = owner or local_owner()
+    freeze_loaded_objects()
     try:
         return transient_retrying()(_claim_and_import, chunk_id, owner)
     except (ChunkDataError, ChunkBusyError):

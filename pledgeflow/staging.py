@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +285,20 @@ def gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+@cache
+def freeze_loaded_objects() -> None:
+    """Once per process, before its first upload's work: move every object alive now (the
+    modules and what importing them built) out of the cycle collector's reach (`gc.freeze`).
+
+    Work on a chunk allocates lists by the hundred thousand (its JSON, its rows), and each
+    full collection they trigger went over the millions of objects that prefect, pandas,
+    pandera and SQLAlchemy leave after import, again and again: a quarter of an import's CPU
+    (100,000 rows, load 7-10: 12.5 s of CPU with them collected, 8.3 s frozen). Frozen
+    objects are still freed by reference counting; what they hold in a cycle once dropped
+    is kept, once, for the life of the process."""
+    gc.freeze()
 
 
 def _candidates(

@@ -16,6 +16,7 @@ from pledgeflow.failures import UploadNotFoundError
 from pledgeflow.quantity_columns import answer_columns_by_value
 from pledgeflow.settings import get_settings
 from pledgeflow.settlement import settle_upload
+from pledgeflow.staging import freeze_loaded_objects
 from pledgeflow.status import (
     ChunkOutcome,
     UploadCounters,
@@ -149,6 +150,7 @@ def start_upload(
     `max_rejected_fraction`, when given, is kept on the upload for its aggregation. A dry run
     records the detection but leaves the upload's status alone, and lists every chunk.
     """
+    freeze_loaded_objects()
     with transaction() as conn:
         upload = conn.execute(select(UPLOAD).where(UPLOAD.c.id == upload_id)).first()
         if upload is None:
