@@ -83,6 +83,20 @@ def _unpack(packed: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(packed), dtype="<u8")
 
 
+def _distinct(packed: list[str]) -> np.ndarray:
+    """The distinct digests of several packed lists, sorted."""
+    if not packed:
+        return np.empty(0, np.uint64)
+    every = np.concatenate([_unpack(p) for p in packed])  # a new array, sorted in place
+    every.sort()
+    if len(every) < 2:
+        return every
+    first = np.empty(len(every), dtype=bool)
+    first[0] = True
+    np.not_equal(every[1:], every[:-1], out=first[1:])
+    return every[first]
+
+
 def all_unchanged(keys: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
     """Packed keys (a chunk's stats) with every key of each table moved to unchanged."""
     out = {}
@@ -98,7 +112,8 @@ class DistinctCounts:
     """Per-table distinct counts over the chunks added to it."""
 
     tables: Iterable[str]
-    _digests: dict[str, dict[str, list[np.ndarray]]] = field(init=False)
+    # Packed as the chunks reported them: unpacked one table at a time (`counts`).
+    _digests: dict[str, dict[str, list[str]]] = field(init=False)
     _summed: dict[str, dict[str, int]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -118,20 +133,21 @@ class DistinctCounts:
             self._summed[table]["deleted"] += counts.get("deleted", 0)
             if table in keys:
                 for outcome in OUTCOMES:
-                    self._digests[table][outcome].append(_unpack(keys[table][outcome]))
+                    self._digests[table][outcome].append(keys[table][outcome])
             else:
                 for outcome in OUTCOMES:
                     self._summed[table][outcome] += counts.get(outcome, 0)
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """created / updated / unchanged / deleted per table, each row counted once."""
+        """created / updated / unchanged / deleted per table, each row counted once.
+
+        One table's digests are unpacked at a time and each outcome's made distinct by sorting
+        them in place: at 300,000 rows (~1.9 million keys) all unpacked at once, then copied by
+        `np.unique`, took ~75 MB at the end of an import."""
         out = {}
         for table in self.tables:
             parts = self._digests[table]
-            created, updated, unchanged = (
-                np.unique(np.concatenate(parts[o])) if parts[o] else np.empty(0, np.uint64)
-                for o in OUTCOMES
-            )
+            created, updated, unchanged = (_distinct(parts[o]) for o in OUTCOMES)
             updated = np.setdiff1d(updated, created, assume_unique=True)
             unchanged = np.setdiff1d(
                 np.setdiff1d(unchanged, created, assume_unique=True), updated, assume_unique=True
