@@ -1,0 +1,342 @@
+"""Flow-run processes forked from a warm parent: the imports are paid once per worker.
+
+A Prefect process worker starts a new Python for every flow run; `import flows.process_upload`
+(Prefect, SQLAlchemy, pandas, pandera, pyarrow...) is ~3 s of CPU of each run's start. The
+deployments (prefect.yaml) give the worker this module as their job's `command` instead:
+
+- The **launcher** (`python -m pledgeflow.warm_start`, the process the worker starts, watches and
+  signals) hands its standard streams, working directory and environment over a private Unix
+  socket to the worker's **warm parent**, which forks a child that runs `python -m
+  prefect.engine`'s code in them. The launcher forwards the signals it receives (SIGTERM of a
+  cancellation) to that child and exits with the child's exit code, or dies of the same signal,
+  so the worker sees what it would see of `python -m prefect.engine`: output, crash, exit code.
+- The **warm parent** is started by the first launcher of a worker (one per worker process and
+  environment), imports the flows' modules once, and forks one child per run. It kills a child
+  whose launcher is gone (the worker SIGKILLed it), and exits once its worker has exited and its
+  last child has ended.
+- If the warm parent cannot be reached or started, the launcher runs the engine itself
+  (`os.execv` of `python -m prefect.engine`): a slower start, never a lost run.
+
+The environment a run gets is the worker's, exactly as with Prefect's own command: the warm
+parent is keyed by the launcher's environment without Prefect's per-run `PREFECT__*` variables
+(run id, control channel, names; Prefect reads those when the run starts, never at import), so
+the settings Prefect reads at import are the run's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib
+import json
+import os
+import random
+import runpy
+import selectors
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+# What a flow run imports before its first task: the engine and the deployments' flows.
+# (`prefect.engine` itself is run as `__main__` in the child, so it is not imported here.)
+PRELOAD = (
+    "prefect.flow_engine",
+    "prefect._internal.metrics",
+    "flows.import_file",
+    "flows.process_upload",
+    "flows.retry_upload",
+    "flows.sweep_stuck_chunks",
+)
+# Prefect's per-run variables (flow run id, control channel port and token, worker, flow and
+# deployment names and ids): they differ between runs of one worker, and are read at run time.
+PER_RUN_PREFIX = "PREFECT__"
+START_TIMEOUT = 120.0  # seconds for a new warm parent to import and listen, on a loaded machine
+POLL_SECONDS = 1.0  # how often the warm parent checks that its worker is still alive
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a forked child needs to become the run's engine process."""
+
+    env: dict[str, str]
+    cwd: str
+    fds: list[int]
+
+
+def engine_command() -> dict[str, str]:
+    """A prefect.yaml build step: the job `command` that starts flow runs through this module.
+
+    `prefect deploy` runs in the project's virtualenv, so its interpreter is the one the
+    worker's flow runs need (the command is run as is, not through a shell or PATH lookup).
+    """
+    return {"command": shlex.join([sys.executable, "-m", "pledgeflow.warm_start"])}
+
+
+def _runtime_dir() -> Path:
+    """A directory only this user can enter, for the sockets, locks and warm parents' logs."""
+    path = Path(tempfile.gettempdir()) / f"pledgeflow-warm-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise OSError(f"{path} is not private to this user")
+    return path
+
+
+def _send_line(conn: socket.socket, message: dict[str, Any]) -> None:
+    conn.sendall(json.dumps(message).encode() + b"\n")
+
+
+def _read_line(conn: socket.socket, buffer: bytearray) -> dict[str, Any] | None:
+    """The next newline-terminated JSON message, or None at the end of the stream."""
+    while b"\n" not in buffer:
+        data = conn.recv(65536)
+        if not data:
+            return None
+        buffer += data
+    line, _, rest = bytes(buffer).partition(b"\n")
+    buffer[:] = rest
+    message: dict[str, Any] = json.loads(line)
+    return message
+
+
+# ----------------------------------------------------------------------------- launcher
+
+
+def _connect(path: Path) -> socket.socket | None:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(str(path))
+    except (FileNotFoundError, ConnectionRefusedError):
+        conn.close()
+        return None
+    return conn
+
+
+def _connect_or_start(base_env: dict[str, str], worker: int) -> socket.socket:
+    """A connection to this worker's warm parent, started first if there is none."""
+    key = hashlib.sha256(
+        json.dumps([sys.executable, worker, sorted(base_env.items())]).encode()
+    ).hexdigest()[:20]
+    rundir = _runtime_dir()
+    path = rundir / f"{key}.sock"
+    conn = _connect(path)
+    if conn is not None:
+        return conn
+    # One launcher starts the parent; the others of a burst wait on the lock, then connect.
+    with open(rundir / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        conn = _connect(path)
+        if conn is not None:
+            return conn
+        path.unlink(missing_ok=True)  # a parent that died left its socket behind
+        with open(rundir / f"{key}.log", "ab") as log:
+            parent = subprocess.Popen(
+                [sys.executable, "-m", "pledgeflow.warm_start", "--serve", str(path), str(worker)],
+                env=base_env,
+                cwd=rundir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,  # the worker's signals to a run never reach it
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            conn = _connect(path)
+            if conn is not None:
+                return conn
+            if parent.poll() is not None:
+                raise OSError(f"the warm parent exited with {parent.returncode}")
+            if time.monotonic() > deadline:
+                parent.kill()
+                raise OSError(f"the warm parent did not listen within {START_TIMEOUT:.0f} s")
+            time.sleep(0.05)
+
+
+def _launch() -> int:
+    """Run the engine in a child of the warm parent; return (or die of) the child's end."""
+    env = dict(os.environ)
+    base_env = {k: v for k, v in env.items() if not k.startswith(PER_RUN_PREFIX)}
+    child: list[int] = []
+    pending: list[int] = []
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if child:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child[0], signum)
+        else:
+            pending.append(signum)
+
+    for signum in FORWARDED_SIGNALS:
+        signal.signal(signum, forward)
+    try:
+        conn = _connect_or_start(base_env, os.getppid())
+        request = json.dumps({"env": env, "cwd": os.getcwd()}).encode() + b"\n"
+        socket.send_fds(conn, [request], [0, 1, 2])
+        buffer = bytearray()
+        started = _read_line(conn, buffer)
+        if started is None:
+            raise OSError("the warm parent closed the connection before forking")
+    except OSError as exc:
+        print(
+            f"pledgeflow.warm_start: no warm parent ({exc}); running the engine directly",
+            file=sys.stderr,
+            flush=True,
+        )
+        for signum in FORWARDED_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        os.execv(sys.executable, [sys.executable, "-m", "prefect.engine"])
+    child.append(int(started["pid"]))
+    for signum in pending:
+        forward(signum, None)
+    ended = _read_line(conn, buffer)
+    if ended is None:
+        # The warm parent died: nothing would report or reap the run, so end it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child[0], signal.SIGKILL)
+        print("pledgeflow.warm_start: the warm parent exited during the run", file=sys.stderr)
+        return 1
+    code = int(ended["exit"])
+    if code < 0:  # killed by a signal: die of it too, as `python -m prefect.engine` would
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+        return 128 - code
+    return code
+
+
+# ----------------------------------------------------------------------------- warm parent
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _receive(conn: socket.socket) -> Job:
+    conn.settimeout(30)
+    data, fds, _flags, _addr = socket.recv_fds(conn, 1 << 20, 3)
+    buffer = bytearray(data)
+    while b"\n" not in buffer:
+        more = conn.recv(1 << 20)
+        if not more:
+            break
+        buffer += more
+    conn.settimeout(None)
+    if len(fds) != 3:
+        for fd in fds:
+            os.close(fd)
+        raise OSError(f"expected 3 descriptors, got {len(fds)}")
+    request = json.loads(bytes(buffer).partition(b"\n")[0])
+    return Job(env=dict(request["env"]), cwd=str(request["cwd"]), fds=list(fds))
+
+
+def _serve(path: Path, worker: int) -> Job | None:
+    """Import the flows, then fork a child per request; return the Job in a child only."""
+    for module in PRELOAD:
+        importlib.import_module(module)
+    if threading.active_count() > 1:
+        # Forking a process with running threads can leave locks held in the child.
+        raise SystemExit(f"threads started while importing {PRELOAD}: not forking")
+    me = os.getpid()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    os.chmod(path, 0o600)
+    listener.listen(16)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    children: dict[int, socket.socket] = {}
+    print(f"warm parent {me} for worker {worker} listening on {path.name}", flush=True)
+    try:
+        while children or _alive(worker):
+            for key, _events in selector.select(timeout=POLL_SECONDS):
+                if key.fileobj is listener:
+                    conn, _ = listener.accept()
+                    try:
+                        job = _receive(conn)
+                    except (OSError, ValueError) as exc:
+                        print(f"bad request: {exc}", flush=True)
+                        conn.close()
+                        continue
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    pid = os.fork()
+                    if pid == 0:
+                        selector.close()
+                        listener.close()
+                        conn.close()
+                        for other in children.values():
+                            other.close()
+                        return job
+                    for fd in job.fds:
+                        os.close(fd)
+                    children[pid] = conn
+                    selector.register(conn, selectors.EVENT_READ, pid)
+                    try:
+                        _send_line(conn, {"pid": pid})
+                    except OSError:
+                        pass  # its launcher is gone: the EOF below ends the child
+                else:
+                    # A launcher never writes after its request: readable means it is gone
+                    # (the worker killed it), so its run must not go on unwatched.
+                    selector.unregister(key.fileobj)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(int(key.data), signal.SIGKILL)
+            while children:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                conn = children.pop(pid)
+                with contextlib.suppress(KeyError, ValueError):
+                    selector.unregister(conn)
+                with contextlib.suppress(OSError):
+                    _send_line(conn, {"exit": os.waitstatus_to_exitcode(status)})
+                conn.close()
+    finally:
+        if os.getpid() == me:
+            path.unlink(missing_ok=True)
+    print(f"warm parent {me}: worker {worker} has exited", flush=True)
+    return None
+
+
+def _become_engine(job: Job) -> None:
+    """In the forked child: take the launcher's streams, directory and environment, run the engine."""
+    os.setsid()  # its own group: the warm parent can end it with everything it started
+    for target, fd in enumerate(job.fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(job.cwd)
+    os.environ.clear()
+    os.environ.update(job.env)
+    random.seed()  # not the parent's sequence
+    sys.argv = [sys.argv[0]]
+    runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--serve"]:
+        job = _serve(Path(args[1]), int(args[2]))
+        if job is None:
+            return 0
+        _become_engine(job)  # exits through SystemExit, as `python -m prefect.engine` does
+        return 0
+    return _launch()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
