@@ -10,10 +10,12 @@ deployments (prefect.yaml) give the worker this module as their job's `command` 
   prefect.engine`'s code in them. The launcher forwards the signals it receives (SIGTERM of a
   cancellation) to that child and exits with the child's exit code, or dies of the same signal,
   so the worker sees what it would see of `python -m prefect.engine`: output, crash, exit code.
-- The **warm parent** is started by the first launcher of a worker (one per worker process and
-  environment), imports the flows' modules once, and forks one child per run. It kills a child
-  whose launcher is gone (the worker SIGKILLed it), and exits once its worker has exited and its
-  last child has ended.
+- The **warm parent** is started by the first launcher of a worker (one per worker process,
+  environment and version of the project's sources), imports the flows' modules once, and forks
+  one child per run. It kills a child whose launcher is gone (the worker SIGKILLed it), and
+  exits once its worker has exited, or a file of the project's packages has changed (the next
+  run then starts a new parent with the new code), and its last child has ended. Upgraded
+  dependencies (pip) are seen after the worker's restart.
 - If the warm parent cannot be reached or started, the launcher runs the engine itself
   (`os.execv` of `python -m prefect.engine`): a slower start, never a lost run.
 
@@ -29,6 +31,7 @@ import contextlib
 import fcntl
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import random
@@ -47,6 +50,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+ENGINE = "prefect.engine"  # what a launcher runs unless given another module (the tests do)
 # What a flow run imports before its first task: the engine and the deployments' flows.
 # (`prefect.engine` itself is run as `__main__` in the child, so it is not imported here.)
 PRELOAD = (
@@ -62,6 +66,10 @@ PRELOAD = (
 PER_RUN_PREFIX = "PREFECT__"
 START_TIMEOUT = 120.0  # seconds for a new warm parent to import and listen, on a loaded machine
 POLL_SECONDS = 1.0  # how often the warm parent checks that its worker is still alive
+STALE_CHECK_SECONDS = 30.0  # how often an idle warm parent checks the sources it imported
+# The project's own packages: a warm parent serves only the code it imported, so a change to
+# one of their files makes the next run start a new parent, and the old one leave when idle.
+SOURCES = ("pledgeflow", "flows", "tasks", "schemas")
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -69,6 +77,7 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 class Job:
     """What a forked child needs to become the run's engine process."""
 
+    module: str
     env: dict[str, str]
     cwd: str
     fds: list[int]
@@ -81,6 +90,18 @@ def engine_command() -> dict[str, str]:
     worker's flow runs need (the command is run as is, not through a shell or PATH lookup).
     """
     return {"command": shlex.join([sys.executable, "-m", "pledgeflow.warm_start"])}
+
+
+def _code_stamp() -> str:
+    """A digest of the project's source files (path, size, modification time)."""
+    files = []
+    for name in SOURCES:
+        spec = importlib.util.find_spec(name)  # finds the package without importing it
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            for path in sorted(Path(location).rglob("*.py")):
+                info = path.stat()
+                files.append((str(path), info.st_size, info.st_mtime_ns))
+    return hashlib.sha256(json.dumps(files).encode()).hexdigest()
 
 
 def _runtime_dir() -> Path:
@@ -125,8 +146,9 @@ def _connect(path: Path) -> socket.socket | None:
 
 def _connect_or_start(base_env: dict[str, str], worker: int) -> socket.socket:
     """A connection to this worker's warm parent, started first if there is none."""
+    stamp = _code_stamp()
     key = hashlib.sha256(
-        json.dumps([sys.executable, worker, sorted(base_env.items())]).encode()
+        json.dumps([sys.executable, worker, stamp, sorted(base_env.items())]).encode()
     ).hexdigest()[:20]
     rundir = _runtime_dir()
     path = rundir / f"{key}.sock"
@@ -141,8 +163,16 @@ def _connect_or_start(base_env: dict[str, str], worker: int) -> socket.socket:
             return conn
         path.unlink(missing_ok=True)  # a parent that died left its socket behind
         with open(rundir / f"{key}.log", "ab") as log:
-            parent = subprocess.Popen(
-                [sys.executable, "-m", "pledgeflow.warm_start", "--serve", str(path), str(worker)],
+            parent = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [
+                    sys.executable,
+                    "-m",
+                    "pledgeflow.warm_start",
+                    "--serve",
+                    str(path),
+                    stamp,
+                    str(worker),
+                ],
                 env=base_env,
                 cwd=rundir,
                 stdin=subprocess.DEVNULL,
@@ -163,8 +193,9 @@ def _connect_or_start(base_env: dict[str, str], worker: int) -> socket.socket:
             time.sleep(0.05)
 
 
-def _launch() -> int:
-    """Run the engine in a child of the warm parent; return (or die of) the child's end."""
+def _launch(module: str) -> int:
+    """Run `module` (the engine) as `__main__` in a child of the warm parent; return (or die
+    of) the child's end."""
     env = dict(os.environ)
     base_env = {k: v for k, v in env.items() if not k.startswith(PER_RUN_PREFIX)}
     child: list[int] = []
@@ -181,7 +212,7 @@ def _launch() -> int:
         signal.signal(signum, forward)
     try:
         conn = _connect_or_start(base_env, os.getppid())
-        request = json.dumps({"env": env, "cwd": os.getcwd()}).encode() + b"\n"
+        request = json.dumps({"module": module, "env": env, "cwd": os.getcwd()}).encode() + b"\n"
         socket.send_fds(conn, [request], [0, 1, 2])
         buffer = bytearray()
         started = _read_line(conn, buffer)
@@ -193,17 +224,18 @@ def _launch() -> int:
             file=sys.stderr,
             flush=True,
         )
-        for signum in FORWARDED_SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
-        os.execv(sys.executable, [sys.executable, "-m", "prefect.engine"])
+        for forwarded in FORWARDED_SIGNALS:
+            signal.signal(forwarded, signal.SIG_DFL)
+        if pending:  # a signal came before any child: end as the engine would have
+            signal.raise_signal(pending[0])
+        os.execv(sys.executable, [sys.executable, "-m", module])  # noqa: S606
     child.append(int(started["pid"]))
-    for signum in pending:
-        forward(signum, None)
+    for early in pending:
+        forward(early, None)
     ended = _read_line(conn, buffer)
     if ended is None:
         # The warm parent died: nothing would report or reap the run, so end it.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child[0], signal.SIGKILL)
+        _kill_run(child[0])
         print("pledgeflow.warm_start: the warm parent exited during the run", file=sys.stderr)
         return 1
     code = int(ended["exit"])
@@ -215,6 +247,13 @@ def _launch() -> int:
 
 
 # ----------------------------------------------------------------------------- warm parent
+
+
+def _kill_run(pid: int) -> None:
+    """SIGKILL a forked run and its process group (it may not have made its group yet)."""
+    for kill in (os.killpg, os.kill):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            kill(pid, signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:
@@ -242,11 +281,21 @@ def _receive(conn: socket.socket) -> Job:
             os.close(fd)
         raise OSError(f"expected 3 descriptors, got {len(fds)}")
     request = json.loads(bytes(buffer).partition(b"\n")[0])
-    return Job(env=dict(request["env"]), cwd=str(request["cwd"]), fds=list(fds))
+    return Job(
+        module=str(request["module"]),
+        env=dict(request["env"]),
+        cwd=str(request["cwd"]),
+        fds=list(fds),
+    )
 
 
-def _serve(path: Path, worker: int) -> Job | None:
-    """Import the flows, then fork a child per request; return the Job in a child only."""
+def _serve(path: Path, stamp: str, worker: int) -> Job | None:
+    """Import the flows, then fork a child per request; return the Job in a child only.
+
+    Ends once its worker has exited, or its sources changed (`stamp`, the digest its launcher
+    saw, is no longer theirs), when no run of it is left."""
+    checked = time.monotonic()
+    stale = _code_stamp() != stamp
     for module in PRELOAD:
         importlib.import_module(module)
     if threading.active_count() > 1:
@@ -262,7 +311,7 @@ def _serve(path: Path, worker: int) -> Job | None:
     children: dict[int, socket.socket] = {}
     print(f"warm parent {me} for worker {worker} listening on {path.name}", flush=True)
     try:
-        while children or _alive(worker):
+        while children or (_alive(worker) and not stale):
             for key, _events in selector.select(timeout=POLL_SECONDS):
                 if key.fileobj is listener:
                     conn, _ = listener.accept()
@@ -286,16 +335,13 @@ def _serve(path: Path, worker: int) -> Job | None:
                         os.close(fd)
                     children[pid] = conn
                     selector.register(conn, selectors.EVENT_READ, pid)
-                    try:
+                    with contextlib.suppress(OSError):  # a launcher gone: its EOF ends the child
                         _send_line(conn, {"pid": pid})
-                    except OSError:
-                        pass  # its launcher is gone: the EOF below ends the child
                 else:
                     # A launcher never writes after its request: readable means it is gone
                     # (the worker killed it), so its run must not go on unwatched.
                     selector.unregister(key.fileobj)
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(int(key.data), signal.SIGKILL)
+                    _kill_run(int(key.data))
             while children:
                 pid, status = os.waitpid(-1, os.WNOHANG)
                 if pid == 0:
@@ -306,15 +352,20 @@ def _serve(path: Path, worker: int) -> Job | None:
                 with contextlib.suppress(OSError):
                     _send_line(conn, {"exit": os.waitstatus_to_exitcode(status)})
                 conn.close()
+            if not children and time.monotonic() - checked > STALE_CHECK_SECONDS:
+                checked = time.monotonic()
+                stale = _code_stamp() != stamp
     finally:
         if os.getpid() == me:
             path.unlink(missing_ok=True)
-    print(f"warm parent {me}: worker {worker} has exited", flush=True)
+    why = "its sources changed" if stale else f"worker {worker} has exited"
+    print(f"warm parent {me}: {why}", flush=True)
     return None
 
 
 def _become_engine(job: Job) -> None:
-    """In the forked child: take the launcher's streams, directory and environment, run the engine."""
+    """In the forked child: take the launcher's streams, directory and environment, then run
+    the engine."""
     os.setsid()  # its own group: the warm parent can end it with everything it started
     for target, fd in enumerate(job.fds):
         os.dup2(fd, target)
@@ -324,18 +375,18 @@ def _become_engine(job: Job) -> None:
     os.environ.update(job.env)
     random.seed()  # not the parent's sequence
     sys.argv = [sys.argv[0]]
-    runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
+    runpy.run_module(job.module, run_name="__main__", alter_sys=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["--serve"]:
-        job = _serve(Path(args[1]), int(args[2]))
+        job = _serve(Path(args[1]), args[2], int(args[3]))
         if job is None:
             return 0
         _become_engine(job)  # exits through SystemExit, as `python -m prefect.engine` does
         return 0
-    return _launch()
+    return _launch(args[0] if args else ENGINE)
 
 
 if __name__ == "__main__":

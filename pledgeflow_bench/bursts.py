@@ -33,6 +33,7 @@ from sqlalchemy.engine import make_url
 from deployments.webhook import sign
 from pledgeflow.limits import DB_WRITES_LIMIT
 from pledgeflow_bench.exports import write_kickstarter_export
+from pledgeflow_bench.warm import warm_parents
 from pledgeflow_bench.web_app import insert_web_app_upload, web_app_project
 from pledgeflow_bench.workers import POOL, ROOT, _wait_for, stop_process
 
@@ -107,7 +108,10 @@ class Peaks:
 
 
 def _tree_rss(pids: list[int]) -> tuple[list[int], int]:
-    """RSS of each process with all its descendants, and how many of them run a flow."""
+    """RSS of each worker with all its descendants and its warm parent's (`pledgeflow.
+    warm_start`), and how many of them run a flow: a `python -m prefect.engine` or a child
+    forked by a warm parent. (A forked child shares the parent's pages until it writes them,
+    and RSS counts shared pages in each process: the sum is an upper bound.)"""
     each = []
     runs = 0
     for pid in pids:
@@ -117,10 +121,17 @@ def _tree_rss(pids: list[int]) -> tuple[list[int], int]:
             tree = [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
             tree = []
-        for proc in tree:
+        forked: list[psutil.Process] = []
+        for parent in warm_parents(pid):
+            try:
+                forked += parent.children(recursive=True)
+            except psutil.NoSuchProcess:
+                continue
+            tree.append(parent)
+        for proc in [*tree, *forked]:
             try:
                 rss += proc.memory_info().rss
-                if "prefect.engine" in " ".join(proc.cmdline()):
+                if proc in forked or "prefect.engine" in " ".join(proc.cmdline()):
                     runs += 1
             except psutil.NoSuchProcess:
                 continue
