@@ -240,7 +240,8 @@ def _launch(module: str) -> int:
         return 1
     code = int(ended["exit"])
     if code < 0:  # killed by a signal: die of it too, as `python -m prefect.engine` would
-        signal.signal(-code, signal.SIG_DFL)
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL has no handler to reset
+            signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
         return 128 - code
     return code
@@ -375,6 +376,8 @@ def _become_engine(job: Job) -> None:
     os.environ.update(job.env)
     random.seed()  # not the parent's sequence
     sys.argv = [sys.argv[0]]
+    # Run as `python -m` would, as a fresh module (a preloaded flow may have imported it).
+    sys.modules.pop(job.module, None)
     runpy.run_module(job.module, run_name="__main__", alter_sys=True)
 
 

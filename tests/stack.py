@@ -61,6 +61,8 @@ class Stack:
     # A folder for files to import. The worker has no PLEDGEFLOW_IMPORT_ROOT, so that the
     # deployments tests see import-file runs refused for the want of one.
     imports: Path
+    # The worker's pid: its runs are forked by its warm parent (pledgeflow/warm_start.py).
+    worker_pid: int
 
     def flow_runs(self, deployment: str = "process-upload") -> list[dict[str, Any]]:
         response = self.client.post(
@@ -277,7 +279,7 @@ def _locked_stack(
                     [prefect, "worker", "start", "--pool", "pledgeflow-process"],
                     client_env,
                     logs / "worker.log",
-                ),
+                ) as worker,
                 process(
                     [str(BIN / "pledgeflow"), "webhook", "--port", str(hook_port)],
                     client_env,
@@ -300,6 +302,7 @@ def _locked_stack(
                     client=client,
                     logs=logs,
                     imports=imports,
+                    worker_pid=worker.pid,
                 )
     finally:
         with admin.connect() as conn:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -17,7 +18,8 @@ from sqlalchemy.engine import Engine
 from pledgeflow.staging import stage_file
 from pledgeflow.uploads import chunk_name
 from pledgeflow_bench.exports import backers, render
-from tests.helpers import count, export_without_emails, write_file
+from pledgeflow_bench.warm import warm_parents
+from tests.helpers import count, export_without_emails, held_pledges, write_file
 from tests.services import BIN, run, wait_until
 from tests.stack import SECRETS, Stack
 
@@ -404,3 +406,48 @@ def test_concurrent_deliveries_through_the_csrf_protected_server_are_all_accepte
     assert len(runs) == len(uploads)
     for run_id in runs:
         assert stack.wait_for_final(run_id, timeout=600)["state_type"] == "COMPLETED"
+
+
+def test_a_run_whose_process_is_killed_is_crashed_and_its_upload_failed(
+    stack: Stack, db: Engine, tmp_path: Path
+) -> None:
+    """A run's process is forked by the worker's warm parent (pledgeflow/warm_start.py). Killed
+    mid-chunk, its launcher dies of the same signal, so the worker records the run Crashed and
+    runs the flow's on_crashed hook, which marks the upload FAILED."""
+    upload_id = stage(tmp_path, "crashed.csv")
+    forked: list[psutil.Process] = []
+    with held_pledges(db, after_row=5):
+        answer = stack.post(body(upload_id))
+        assert answer.status_code == 202, answer.text
+        run_id = answer.json()["flow_run_id"]
+
+        def writing() -> bool:
+            forked[:] = [c for p in warm_parents(stack.worker_pid) for c in p.children()]
+            return (
+                len(forked) == 1
+                and count(
+                    db,
+                    "SELECT count(*) FROM csv_upload_chunk WHERE upload_id = :u "
+                    "AND status = 'PROCESSING'",
+                    u=upload_id,
+                )
+                >= 1
+            )
+
+        wait_until(writing, 300, "the run's forked process writing a chunk", interval=0.5)
+        forked[0].kill()
+        forked[0].wait(timeout=30)
+    final = stack.wait_for_final(run_id)
+    assert final["state_type"] == "CRASHED", final["state"]
+    wait_until(
+        lambda: (
+            count(
+                db,
+                "SELECT count(*) FROM csv_upload WHERE id = :u AND status = 'FAILED'",
+                u=upload_id,
+            )
+            == 1
+        ),
+        120,
+        "the on_crashed hook to fail the upload",
+    )

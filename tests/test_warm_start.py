@@ -134,8 +134,13 @@ def test_runs_fork_from_one_warm_parent_and_look_like_the_engine_to_the_worker(
         assert worker.ask(do="wait", pid=stopped)["rc"] == -signal.SIGTERM
         assert not psutil.pid_exists(report_stopped["pid"])
 
+        # A run killed (out of memory, by hand): its launcher dies of the same signal.
+        crashed = worker.start(runs, run="4", sleep="1")
+        os.kill(worker.report(crashed)["pid"], signal.SIGKILL)
+        assert worker.ask(do="wait", pid=crashed)["rc"] == -signal.SIGKILL
+
         # A launcher SIGKILLed (the worker's last resort) takes its run with it.
-        killed = worker.start(runs, run="4", sleep="1")
+        killed = worker.start(runs, run="5", sleep="1")
         report_killed = worker.report(killed)
         worker.ask(do="signal", pid=killed, signal=int(signal.SIGKILL))
         assert worker.ask(do="wait", pid=killed)["rc"] == -signal.SIGKILL
@@ -148,12 +153,14 @@ def test_runs_fork_from_one_warm_parent_and_look_like_the_engine_to_the_worker(
 
 
 def test_without_a_warm_parent_the_launcher_runs_the_engine_itself(tmp_path: Path) -> None:
-    # The launchers' directory is open to others: no socket is made there, the run still runs.
-    (tmp_path / f"pledgeflow-warm-{os.getuid()}").mkdir(mode=0o755)
-    os.chmod(tmp_path / f"pledgeflow-warm-{os.getuid()}", 0o755)
+    # The launchers' directory is readable by the group: no socket is made there, yet the run
+    # runs.
+    shared = tmp_path / f"pledgeflow-warm-{os.getuid()}"
+    shared.mkdir()
+    shared.chmod(0o740)
     worker = Worker(base_env(tmp_path))
     try:
-        launcher = worker.start(tmp_path, run="5", exit="4")
+        launcher = worker.start(tmp_path, run="6", exit="4")
         report = worker.report(launcher)
         done = worker.ask(do="wait", pid=launcher)
     finally:
@@ -161,4 +168,4 @@ def test_without_a_warm_parent_the_launcher_runs_the_engine_itself(tmp_path: Pat
     assert report["pid"] == launcher  # the launcher became the run
     assert not report["preloaded"]
     assert done["rc"] == 4
-    assert "no warm parent" in done["err"] and "probe 5 on stderr" in done["err"]
+    assert "no warm parent" in done["err"] and "probe 6 on stderr" in done["err"]
