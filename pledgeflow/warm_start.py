@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import hashlib
 import importlib
 import importlib.util
@@ -290,6 +291,18 @@ def _receive(conn: socket.socket) -> Job:
     )
 
 
+def _open_sockets() -> list[str]:
+    """The sockets this process holds (Linux: /proc/self/fd; elsewhere none are seen)."""
+    found = []
+    fds = Path("/proc/self/fd")
+    for fd in fds.iterdir() if fds.is_dir() else []:
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:"):
+                found.append(target)
+    return found
+
+
 def _serve(path: Path, stamp: str, worker: int) -> Job | None:
     """Import the flows, then fork a child per request; return the Job in a child only.
 
@@ -302,6 +315,9 @@ def _serve(path: Path, stamp: str, worker: int) -> Job | None:
     if threading.active_count() > 1:
         # Forking a process with running threads can leave locks held in the child.
         raise SystemExit(f"threads started while importing {PRELOAD}: not forking")
+    if _open_sockets():
+        # Every forked run would share the connection (a database's, Redis's) with the others.
+        raise SystemExit(f"sockets opened while importing {PRELOAD}: not forking")
     me = os.getpid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
@@ -324,6 +340,9 @@ def _serve(path: Path, stamp: str, worker: int) -> Job | None:
                         continue
                     sys.stdout.flush()
                     sys.stderr.flush()
+                    # The imported objects go to the collector's permanent generation: a
+                    # child's collections then neither scan them nor copy their pages.
+                    gc.freeze()
                     pid = os.fork()
                     if pid == 0:
                         selector.close()
