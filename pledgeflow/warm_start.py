@@ -323,14 +323,24 @@ def _serve(path: Path, stamp: str, worker: int) -> Job | None:
     listener.bind(str(path))
     os.chmod(path, 0o600)
     listener.listen(16)
+    # A run's end wakes the loop at once (SIGCHLD, through the wakeup fd), not at its next poll.
+    wake, woken = socket.socketpair()
+    wake.setblocking(False)
+    woken.setblocking(False)
+    signal.set_wakeup_fd(woken.fileno(), warn_on_full_buffer=False)
+    signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
+    selector.register(wake, selectors.EVENT_READ)
     children: dict[int, socket.socket] = {}
     print(f"warm parent {me} for worker {worker} listening on {path.name}", flush=True)
     try:
         while children or (_alive(worker) and not stale):
             for key, _events in selector.select(timeout=POLL_SECONDS):
-                if key.fileobj is listener:
+                if key.fileobj is wake:
+                    with contextlib.suppress(BlockingIOError):
+                        wake.recv(4096)
+                elif key.fileobj is listener:
                     conn, _ = listener.accept()
                     try:
                         job = _receive(conn)
@@ -345,9 +355,11 @@ def _serve(path: Path, stamp: str, worker: int) -> Job | None:
                     gc.freeze()
                     pid = os.fork()
                     if pid == 0:
+                        signal.set_wakeup_fd(-1)
+                        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                         selector.close()
-                        listener.close()
-                        conn.close()
+                        for own in (listener, wake, woken, conn):
+                            own.close()
                         for other in children.values():
                             other.close()
                         return job
@@ -366,20 +378,24 @@ def _serve(path: Path, stamp: str, worker: int) -> Job | None:
                 pid, status = os.waitpid(-1, os.WNOHANG)
                 if pid == 0:
                     break
-                conn = children.pop(pid)
+                ended = children.pop(pid, None)
+                if ended is None:
+                    continue
                 with contextlib.suppress(KeyError, ValueError):
-                    selector.unregister(conn)
+                    selector.unregister(ended)
                 with contextlib.suppress(OSError):
-                    _send_line(conn, {"exit": os.waitstatus_to_exitcode(status)})
-                conn.close()
+                    _send_line(ended, {"exit": os.waitstatus_to_exitcode(status)})
+                ended.close()
             if not children and time.monotonic() - checked > STALE_CHECK_SECONDS:
                 checked = time.monotonic()
                 stale = _code_stamp() != stamp
     finally:
         if os.getpid() == me:
             path.unlink(missing_ok=True)
-    why = "its sources changed" if stale else f"worker {worker} has exited"
-    print(f"warm parent {me}: {why}", flush=True)
+    # Nothing asks for this key again (it names the worker and the sources): a clean end
+    # leaves no files behind (a parent that failed leaves its log).
+    for leftover in (path.with_suffix(".lock"), path.with_suffix(".log")):
+        leftover.unlink(missing_ok=True)
     return None
 
 

@@ -147,9 +147,10 @@ def test_runs_fork_from_one_warm_parent_and_look_like_the_engine_to_the_worker(
         wait_until(lambda: not psutil.pid_exists(report_killed["pid"]), 10, "the run's end")
     finally:
         worker.close()
-    # The parent ends with its worker.
+    # The parent ends with its worker, and leaves no socket, lock or log behind.
     parent = psutil.Process(report_first["ppid"])
     wait_until(lambda: not parent.is_running(), 15, "the warm parent's exit")
+    assert list((tmp_path / f"pledgeflow-warm-{os.getuid()}").iterdir()) == []
 
 
 def test_without_a_warm_parent_the_launcher_runs_the_engine_itself(tmp_path: Path) -> None:
