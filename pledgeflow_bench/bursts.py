@@ -128,10 +128,14 @@ def _tree_rss(pids: list[int]) -> tuple[list[int], int]:
             except psutil.NoSuchProcess:
                 continue
             tree.append(parent)
-        for proc in [*tree, *forked]:
+        # The first run's launcher started the warm parent: until that launcher ends, the parent
+        # and its runs are also the worker's descendants; each process counts once.
+        forked_pids = {p.pid for p in forked}
+        unique = {p.pid: p for p in [*tree, *forked]}
+        for pid_, proc in unique.items():
             try:
                 rss += proc.memory_info().rss
-                if proc in forked or "prefect.engine" in " ".join(proc.cmdline()):
+                if pid_ in forked_pids or "prefect.engine" in " ".join(proc.cmdline()):
                     runs += 1
             except psutil.NoSuchProcess:
                 continue
