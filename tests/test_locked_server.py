@@ -176,9 +176,10 @@ def test_the_cli_webhook_and_worker_run_as_the_import_role_and_never_show_a_secr
     done = json.loads(imported.stdout)
     assert (done["status"], done["imported_rows"]) == ("COMPLETED", 25)
     assert json.loads(refused.stdout)["error"]["code"] == "unknown_layout"
-    # Upload ids restart in each test's emptied database: the newest run of that name is this one.
-    named = {"flow_runs": {"name": {"any_": [f"upload-{done['upload_id']}"]}}}
-    runs = stack.client.post("/flow_runs/filter", json=named).json()
+    # The CLI's import is an import-file run tagged with its upload. Upload ids restart in each
+    # test's emptied database: the newest run with that tag is this one.
+    tagged = {"flow_runs": {"tags": {"all_": [f"upload:{done['upload_id']}"]}}}
+    runs = stack.client.post("/flow_runs/filter", json=tagged).json()
     assert max(runs, key=lambda r: r["created"])["state_type"] == "COMPLETED"
     status = cli(stack, tmp_path, "status", str(done["upload_id"]), "--json")
     assert status.returncode == 0
