@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from pledgeflow_bench.warm import warm_parents
 
@@ -79,6 +82,16 @@ class Worker:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         self.proc.wait(timeout=60)
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A short temporary folder: the warm parent's socket is made under TMPDIR, and a Unix
+    socket's path may not pass 107 bytes, which pytest-xdist's `tmp_path` can (the launcher then
+    falls back to running the engine itself)."""
+    path = Path(tempfile.mkdtemp(prefix="pfw-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def base_env(tmp: Path) -> dict[str, str]:
