@@ -203,6 +203,9 @@ class ImportProgress:
             return ""
         task = self.progress.tasks[self.importing]
         speed = task.finished_speed or task.speed
+        if not speed and task.finished and task.elapsed:
+            # Done within one sample (a small file): rich has no speed, the whole run's is known.
+            speed = task.completed / task.elapsed
         rate = f"{speed:,.0f} rows/s" if speed else "- rows/s"
         eta = "" if task.finished else f", ETA {_eta(task.time_remaining)}"
         return f"{task.description}: {task.fields['chunks']}, {task.fields['rows']}, {rate}{eta}"

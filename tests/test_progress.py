@@ -135,6 +135,25 @@ def test_the_live_bar_advances_as_chunks_commit(db: Engine, tmp_path: Path) -> N
     assert f"upload {upload_id} importing" in frames[-1]
 
 
+def test_an_upload_done_within_one_interval_ends_with_its_rate(db: Engine, tmp_path: Path) -> None:
+    upload_id = _staged(tmp_path, rows=6, chunk_size=6)
+    out = StringIO()
+    clock = [0.0]
+    console = Console(file=out, force_terminal=False, width=200)
+    plan = start_upload(upload_id)
+
+    with ImportProgress(
+        console, interval=5, get_time=lambda: clock[0], background=False
+    ) as progress:
+        progress.watch(upload_id)
+        clock[0] += 2
+        process_chunk(plan.chunk_ids[0])
+
+    lines = out.getvalue().splitlines()
+    # Six rows in the two seconds since the watch began: not `- rows/s`.
+    assert lines[-1] == f"upload {upload_id} importing: 1/1 chunks, 6/6 rows, 3 rows/s", lines
+
+
 def test_without_a_terminal_a_line_every_interval(db: Engine, tmp_path: Path) -> None:
     upload_id = _staged(tmp_path, rows=6, chunk_size=2)
     out = StringIO()
