@@ -135,16 +135,19 @@ def test_the_live_bar_advances_as_chunks_commit(db: Engine, tmp_path: Path) -> N
     assert f"upload {upload_id} importing" in frames[-1]
 
 
+def _plain_progress(out: StringIO, clock: list[float]) -> ImportProgress:
+    """Progress without a terminal: a line into `out` every 5 s of `clock`."""
+    console = Console(file=out, force_terminal=False, width=200)
+    return ImportProgress(console, interval=5, get_time=lambda: clock[0], background=False)
+
+
 def test_an_upload_done_within_one_interval_ends_with_its_rate(db: Engine, tmp_path: Path) -> None:
     upload_id = _staged(tmp_path, rows=6, chunk_size=6)
     out = StringIO()
     clock = [0.0]
-    console = Console(file=out, force_terminal=False, width=200)
     plan = start_upload(upload_id)
 
-    with ImportProgress(
-        console, interval=5, get_time=lambda: clock[0], background=False
-    ) as progress:
+    with _plain_progress(out, clock) as progress:
         progress.watch(upload_id)
         clock[0] += 2
         process_chunk(plan.chunk_ids[0])
@@ -158,12 +161,9 @@ def test_without_a_terminal_a_line_every_interval(db: Engine, tmp_path: Path) ->
     upload_id = _staged(tmp_path, rows=6, chunk_size=2)
     out = StringIO()
     clock = [0.0]
-    console = Console(file=out, force_terminal=False, width=200)
     plan = start_upload(upload_id)
 
-    with ImportProgress(
-        console, interval=5, get_time=lambda: clock[0], background=False
-    ) as progress:
+    with _plain_progress(out, clock) as progress:
         assert not progress.live
         progress.watch(upload_id)
         for chunk_id in plan.chunk_ids:
