@@ -21,8 +21,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
 from pledgeflow.database import _engine_for, get_engine
-from pledgeflow.settings import get_settings
-from tests.helpers import slow_pledge_statements
+from tests.helpers import configure, configured, reread_settings, slow_pledge_statements
 
 # `make test` (what CI runs) loads this profile: the property tests draw the same examples on
 # every run, so a red run is one anyone can reproduce. `make check` keeps exploring at random.
@@ -108,15 +107,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def use_database(url: str) -> None:
     """Point pledgeflow's settings (and so every task) at `url`."""
     os.environ["PLEDGEFLOW_DATABASE_URL"] = url
-    get_settings.cache_clear()
+    reread_settings()
     _engine_for.cache_clear()
-
-
-def use_write_path(path: str) -> None:
-    """Choose how a chunk's rows are loaded into the writers' stages (`auto`: COPY on
-    PostgreSQL; `portable`: executemany, as on SQLite)."""
-    os.environ["PLEDGEFLOW_WRITE_PATH"] = path
-    get_settings.cache_clear()
 
 
 @pytest.fixture(autouse=True)
@@ -125,16 +117,15 @@ def settings_read_afresh() -> Iterator[None]:
     left it: a test that cleared the cache while its own variables were still set (an
     unreachable Redis, say) must not hand them to the next test on the same worker."""
     yield
-    get_settings.cache_clear()
+    reread_settings()
 
 
 @pytest.fixture(params=["auto", "portable"], ids=["staged", "portable"])
-def write_path(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Run the test once with each loader; the writers' rules and counts must not change."""
-    use_write_path(request.param)
-    yield request.param
-    os.environ.pop("PLEDGEFLOW_WRITE_PATH", None)
-    get_settings.cache_clear()
+def write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test once with each loader (`auto`: COPY on PostgreSQL; `portable`: executemany,
+    as on SQLite); the writers' rules and counts must not change."""
+    configure(monkeypatch, write_path=request.param)
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")
@@ -172,13 +163,8 @@ def redis_client() -> Iterator[redis.Redis]:
         client.ping()
     except redis.RedisError as exc:  # pragma: no cover - depends on the machine
         pytest.fail(f"Redis is required at {REDIS_URL} and could not be reached: {exc}")
-    os.environ["PLEDGEFLOW_REDIS_URL"] = REDIS_URL
-    os.environ["PLEDGEFLOW_REDIS_KEY_PREFIX"] = f"pledgeflow-test-{RUN_ID}"
-    get_settings.cache_clear()
-    yield client
-    os.environ.pop("PLEDGEFLOW_REDIS_URL", None)
-    os.environ.pop("PLEDGEFLOW_REDIS_KEY_PREFIX", None)
-    get_settings.cache_clear()
+    with configured(redis_url=REDIS_URL, redis_key_prefix=f"pledgeflow-test-{RUN_ID}"):
+        yield client
     for pattern in (f"pledgeflow-test-{RUN_ID}*", f"lock:pledgeflow-test-{RUN_ID}*"):
         for key in client.scan_iter(match=pattern):
             client.delete(key)

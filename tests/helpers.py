@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from deployments.webhook import sign
+from pledgeflow.settings import get_settings
 from pledgeflow.staging import stage_file
 from pledgeflow.status import UploadResult
 from pledgeflow.uploads import read_upload
@@ -73,6 +74,40 @@ CONTENT = {
                     JOIN survey s ON s.id = i.survey_id JOIN pledge pl ON pl.id = s.pledge_id
                     JOIN product pr ON pr.id = i.product_id""",
 }
+
+
+def reread_settings() -> None:
+    """Make the next `get_settings()` read the environment again (the one place tests clear
+    its cache)."""
+    get_settings.cache_clear()
+
+
+def configure(monkeypatch: pytest.MonkeyPatch, **fields: str | None) -> None:
+    """Set pledgeflow's settings for this test: each field `name=value` becomes the variable
+    `PLEDGEFLOW_<NAME>` (`None` unsets it), so subprocesses and flow runs in this process see it
+    too, and the next `get_settings()` reads it. `monkeypatch` restores the variables at the
+    test's end and the autouse `settings_read_afresh` fixture then clears the cache again."""
+    for name, value in fields.items():
+        variable = f"PLEDGEFLOW_{name.upper()}"
+        if value is None:
+            monkeypatch.delenv(variable, raising=False)
+        else:
+            monkeypatch.setenv(variable, value)
+    reread_settings()
+
+
+@contextmanager
+def configured(**fields: str | None) -> Iterator[pytest.MonkeyPatch]:
+    """`configure` for a block only (or for a fixture wider than one test): on leaving it the
+    variables are as before and the next `get_settings()` reads them. Yields the block's
+    MonkeyPatch, for further `configure` calls inside the block."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        try:
+            configure(monkeypatch, **fields)
+            yield monkeypatch
+        finally:
+            monkeypatch.undo()
+            reread_settings()
 
 
 def table_contents(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:

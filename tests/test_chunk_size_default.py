@@ -4,7 +4,6 @@ import-file flow (and so its deployment, which sets no chunk size of its own) an
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,22 +11,17 @@ import yaml
 from sqlalchemy.engine import Engine
 
 from flows.import_file import import_file
-from pledgeflow.settings import get_settings
 from pledgeflow.staging import stage_file
 from pledgeflow.status import UploadResult
 from pledgeflow_bench.exports import backers, render
-from tests.helpers import count, write_file
+from tests.helpers import configure, count, write_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def chunk_size_150(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("PLEDGEFLOW_CHUNK_SIZE", "150")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.delenv("PLEDGEFLOW_CHUNK_SIZE")
-    get_settings.cache_clear()
+def chunk_size_150(monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(monkeypatch, chunk_size="150")
 
 
 def test_no_entry_point_has_a_chunk_size_default_of_its_own() -> None:

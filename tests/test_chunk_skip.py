@@ -9,7 +9,6 @@ row cache is involved.
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,12 +17,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from pledgeflow.chunk_digest import chunk_digest, chunk_inputs
-from pledgeflow.settings import get_settings
 from pledgeflow.staging import stage_file
 from pledgeflow.status import UploadResult
 from tests.exports_backerkit import Backer
 from tests.exports_backerkit_tiers import export, older_export
-from tests.helpers import OTHER_ROW_INPUTS, ROW_INPUTS, run_plain, write_file
+from tests.helpers import OTHER_ROW_INPUTS, ROW_INPUTS, configured, run_plain, write_file
 from tests.test_unchanged_rows import contents, row_versions
 
 SHOP = "shop.example.com"
@@ -56,13 +54,8 @@ def skipped_from(db: Engine, upload_id: int) -> dict[int, int | None]:
 
 @contextmanager
 def skipping(on: bool) -> Iterator[None]:
-    os.environ["PLEDGEFLOW_SKIP_UNCHANGED_CHUNKS"] = "1" if on else "0"
-    get_settings.cache_clear()
-    try:
+    with configured(skip_unchanged_chunks="1" if on else "0"):
         yield
-    finally:
-        os.environ.pop("PLEDGEFLOW_SKIP_UNCHANGED_CHUNKS")
-        get_settings.cache_clear()
 
 
 def with_bad_and_repeated(rows: list[Backer]) -> list[Backer]:

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from pledgeflow import results
-from pledgeflow.settings import get_settings
 from tasks import chunks
+from tests.helpers import configure
 
 
 @pytest.fixture
@@ -26,7 +26,6 @@ def fresh_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 
     monkeypatch.setattr(chunks, "result_config", counted)
     yield made
-    get_settings.cache_clear()
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -43,8 +42,7 @@ def test_the_chunk_task_is_configured_once_per_process(fresh_process: list[int])
 def test_a_process_that_found_redis_unreachable_asks_again(
     fresh_process: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PLEDGEFLOW_REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens there
-    get_settings.cache_clear()
+    configure(monkeypatch, redis_url="redis://127.0.0.1:1/0")  # nothing listens there
 
     lost = chunks.configured_chunk_task()
     again = chunks.configured_chunk_task()

@@ -29,9 +29,8 @@ from sqlalchemy.engine import Engine
 
 from pledgeflow.cli import app
 from pledgeflow.database import _engine_for
-from pledgeflow.settings import get_settings
 from pledgeflow_bench.exports import backers, render
-from tests.helpers import count, write_file
+from tests.helpers import count, reread_settings, write_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / ".venv" / "bin" / "pledgeflow"
@@ -228,7 +227,7 @@ class _ConsoleScript:
 def _in_process(case: Case, env: dict[str, str | None], cwd: Path) -> Outcome:
     """Run `case` through the app in this process, with its environment and working folder;
     what a process would print, an escaping exception's traceback included."""
-    get_settings.cache_clear()
+    reread_settings()
     _engine_for.cache_clear()
     try:
         with chdir(cwd):
@@ -240,7 +239,7 @@ def _in_process(case: Case, env: dict[str, str | None], cwd: Path) -> Outcome:
                 catch_exceptions=True,
             )
     finally:
-        get_settings.cache_clear()
+        reread_settings()
         _engine_for.cache_clear()
     stderr = result.stderr
     if result.exc_info is not None and not isinstance(result.exception, SystemExit):

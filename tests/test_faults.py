@@ -30,7 +30,14 @@ from pledgeflow.staging import stage_file
 from pledgeflow.uploads import read_upload
 from pledgeflow_bench.exports import write_kickstarter_export
 from tests.conftest import DATA_TABLES, use_database
-from tests.helpers import checksums, failed_events, import_path, run_command, slow_on_harness
+from tests.helpers import (
+    checksums,
+    configure,
+    failed_events,
+    import_path,
+    run_command,
+    slow_on_harness,
+)
 from tests.services import BIN, OwnPostgres, OwnRedis, wait_until
 
 pytestmark = slow_on_harness(timeout=1800)
@@ -350,8 +357,7 @@ def test_a_chunk_whose_retries_are_spent_fails_the_upload_and_retry_takes_it_at_
     clean_small: dict[str, Any],
 ) -> None:
     # Room for a second attempt even when the first takes seconds on a loaded machine.
-    monkeypatch.setenv("PLEDGEFLOW_TRANSIENT_RETRY_SECONDS", "10")
-    get_settings.cache_clear()
+    configure(monkeypatch, transient_retry_seconds="10")
     serialization_failures(True)
     upload_id = stage_file(
         exports["small"], shop=SHOP, project="Campaign", chunk_size=SMALL_CHUNK_SIZE
@@ -386,8 +392,7 @@ def test_a_chunk_whose_retries_are_spent_fails_the_upload_and_retry_takes_it_at_
         time.sleep(0.5)
 
     serialization_failures(False)
-    monkeypatch.delenv("PLEDGEFLOW_TRANSIENT_RETRY_SECONDS")
-    get_settings.cache_clear()
+    configure(monkeypatch, transient_retry_seconds=None)
     started = time.monotonic()
     retried = cli("retry", str(upload_id), "--json")
     retry_seconds = time.monotonic() - started
@@ -407,14 +412,12 @@ def test_redis_killed_mid_import_and_left_down_equals_a_clean_import(
 ) -> None:
     redis_server = OwnRedis()
     try:
-        monkeypatch.setenv("PLEDGEFLOW_REDIS_URL", redis_server.url)
-        get_settings.cache_clear()
+        configure(monkeypatch, redis_url=redis_server.url)
         state, fault, upload_id, seconds = import_under(fault_db, own_pg, export, redis_server.kill)
         assert not redis_server.answers()
         outcome = settle(fault_db, upload_id, state)
     finally:
         redis_server.kill()
-        get_settings.cache_clear()
 
     assert checksums(fault_db) == clean["sums"]
     report("redis killed", clean, fault, seconds, **outcome)

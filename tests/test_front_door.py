@@ -10,12 +10,11 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from pledgeflow.schema_state import SchemaMissingError, require_schema
-from pledgeflow.settings import get_settings
 from pledgeflow.staging import StagingError, stage_file
 from pledgeflow.uploads import start_upload
 from pledgeflow_bench.exports import HEADERS, backers, render
 from tests.conftest import use_database
-from tests.helpers import count, run_plain, write_file
+from tests.helpers import configure, count, run_plain, write_file
 
 TABLES = ("project", "csv_upload", "csv_upload_chunk", "backer", "product", "pledge")
 
@@ -99,16 +98,12 @@ def test_an_import_root_refuses_a_file_outside_it_before_reading_it(
     root.mkdir()
     secret = write_file(tmp_path, "secret.csv", render("2020", backers(2)))
     (root / "link.csv").symlink_to(secret)
-    monkeypatch.setenv("PLEDGEFLOW_IMPORT_ROOT", str(root))
-    get_settings.cache_clear()
-    try:
-        for path in (secret, root / "link.csv", Path("/etc/passwd"), root / ".." / "secret.csv"):
-            with pytest.raises(StagingError) as refused:
-                stage(path, root_required=True)
-            assert refused.value.code == "outside_import_root"
-    finally:
-        monkeypatch.delenv("PLEDGEFLOW_IMPORT_ROOT")
-        get_settings.cache_clear()
+    configure(monkeypatch, import_root=str(root))
+    for path in (secret, root / "link.csv", Path("/etc/passwd"), root / ".." / "secret.csv"):
+        with pytest.raises(StagingError) as refused:
+            stage(path, root_required=True)
+        assert refused.value.code == "outside_import_root"
+    configure(monkeypatch, import_root=None)
     with pytest.raises(StagingError) as unset:
         stage(secret, root_required=True)
     assert unset.value.code == "import_root_required"

@@ -3,7 +3,6 @@ every row is accounted for; limits are settings and stop an upload before any ro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,11 +11,11 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from pledgeflow.settings import get_settings
 from pledgeflow.staging import StagingError, stage_file
 from pledgeflow_bench.exports import HEADERS, backers, render
 from tests.conftest import DATA_TABLES
 from tests.helpers import (
+    configure,
     count,
     fetch_pairs,
     fetch_rows,
@@ -45,15 +44,6 @@ def nothing_stored(db: Engine) -> bool:
         count(db, f"SELECT count(*) FROM {t}") == 0
         for t in ("csv_upload", "csv_upload_chunk", "backer", "pledge", "survey")
     )
-
-
-@pytest.fixture
-def limits(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    """Set PLEDGEFLOW_MAX_* for one test; the settings are read afresh before and after."""
-    get_settings.cache_clear()
-    yield monkeypatch
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -170,13 +160,12 @@ def test_text_that_is_not_an_export_fails_the_upload_with_its_layout(
 def test_each_limit_is_a_setting_that_stops_the_file_before_any_row_is_written(
     db: Engine,
     tmp_path: Path,
-    limits: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch,
     setting: str,
     value: str,
     data: bytes,
 ) -> None:
-    limits.setenv(setting, value)
-    get_settings.cache_clear()
+    configure(monkeypatch, **{setting.removeprefix("PLEDGEFLOW_"): value})
 
     with pytest.raises(StagingError) as refused:
         stage(write_file(tmp_path, "limited.csv", data))
@@ -187,13 +176,12 @@ def test_each_limit_is_a_setting_that_stops_the_file_before_any_row_is_written(
 
 
 def test_a_web_app_upload_over_the_row_limit_fails_before_any_row_is_written(
-    db: Engine, limits: pytest.MonkeyPatch
+    db: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     headers = HEADERS["2017"]
     rows = [r.split(",") for r in render("2017", backers(3)).decode().splitlines()[1:]]
     upload = store_web_app_upload(db, headers, [rows], shop="shop.example.com", filename="big.csv")
-    limits.setenv("PLEDGEFLOW_MAX_ROWS", "2")
-    get_settings.cache_clear()
+    configure(monkeypatch, max_rows="2")
 
     result = run_plain(upload)
 

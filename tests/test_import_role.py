@@ -19,12 +19,11 @@ from deployments.webhook import create_app
 from flows.process_upload import process_upload
 from flows.retry_upload import retry_upload
 from pledgeflow.cli import app
-from pledgeflow.settings import get_settings
 from pledgeflow.status import UploadResult
 from pledgeflow_bench.exports import backers, render
 from schemas.tables import Base
 from tests.conftest import ADMIN_URL, RUN_ID, use_database
-from tests.helpers import count, deliver, import_path, stage_export, write_file
+from tests.helpers import configure, count, deliver, import_path, stage_export, write_file
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 PASSWORD = "Import-Pw-" + uuid.uuid4().hex[:12]
@@ -169,14 +168,12 @@ def test_an_import_a_retry_and_the_webhook_run_as_the_import_role(
     assert retried.status == "COMPLETED"
     assert (retried.imported_rows, retried.completed_chunks) == (30, 3)
 
-    monkeypatch.setenv("PLEDGEFLOW_WEBHOOK_SECRET", "role-secret")
-    get_settings.cache_clear()
+    configure(monkeypatch, webhook_secret="role-secret")
     upload_id = stage_export(
         tmp_path, "hook.csv", backers(3), shop=f"h-{uuid.uuid4().hex[:8]}.example.com", project="H"
     )
     cast(RunnerDeployment, process_upload.to_deployment(name="process-upload")).apply()
     answer = deliver(TestClient(create_app()), "role-secret", {"upload_id": upload_id})
-    get_settings.cache_clear()
     assert answer.status_code == 202, answer.text
     stored_run = count(
         db, "SELECT count(*) FROM csv_upload WHERE flow_run_id = :f", f=answer.json()["flow_run_id"]

@@ -16,13 +16,13 @@ from sqlalchemy.engine import Engine
 from deployments.webhook import create_app
 from flows.process_upload import process_upload
 from pledgeflow.reports import write_rejected_csv
-from pledgeflow.settings import get_settings
 from pledgeflow.staging import stage_file
 from pledgeflow.summaries import chunk_outcomes, summary_markdown
 from pledgeflow_bench.exports import backers, render
 from schemas.kickstarter import BACKER, PLEDGED
 from tests.helpers import (
     checksums,
+    configure,
     count,
     deliver,
     fetch_rows,
@@ -89,8 +89,7 @@ def test_an_upload_naming_another_shops_project_is_refused(db: Engine, tmp_path:
 def test_a_webhook_naming_a_shop_cannot_start_another_shops_upload(
     db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PLEDGEFLOW_WEBHOOK_SECRET", "isolation-secret")
-    get_settings.cache_clear()
+    configure(monkeypatch, webhook_secret="isolation-secret")
     upload_id = stage_export(tmp_path, "b.csv", backers(2), shop="b.example.com", project="B")
     cast(RunnerDeployment, process_upload.to_deployment(name="process-upload")).apply()
     client = TestClient(create_app())
@@ -99,18 +98,15 @@ def test_a_webhook_naming_a_shop_cannot_start_another_shops_upload(
         answer = deliver(client, "isolation-secret", {"upload_id": upload_id, "shop": shop})
         return int(answer.status_code)
 
-    try:
-        assert post("a.example.com") == 404
-        with db.connect() as conn:
-            assert (
-                conn.execute(
-                    text("SELECT flow_run_id FROM csv_upload WHERE id = :u"), {"u": upload_id}
-                ).scalar()
-                is None
-            )
-        assert post("b.example.com") == 202
-    finally:
-        get_settings.cache_clear()
+    assert post("a.example.com") == 404
+    with db.connect() as conn:
+        assert (
+            conn.execute(
+                text("SELECT flow_run_id FROM csv_upload WHERE id = :u"), {"u": upload_id}
+            ).scalar()
+            is None
+        )
+    assert post("b.example.com") == 202
 
 
 PAYLOADS = [

@@ -22,7 +22,7 @@ from pledgeflow.status import claim_chunk
 from pledgeflow.uploads import chunk_name, find_upload_key, read_upload, start_upload
 from pledgeflow_bench.exports import backers, render
 from tasks.chunks import chunk_task_with
-from tests.helpers import count, stage_export, write_file
+from tests.helpers import configure, count, stage_export, write_file
 from tests.services import free_port, wait_until
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -145,27 +145,23 @@ def test_sweep_finishes_chunks_left_processing_past_their_lease(
     assert read_upload(upload_id).status == "PROCESSING"
     assert sweep_stuck_chunks() == []
 
-    monkeypatch.setenv("PLEDGEFLOW_CHUNK_LEASE_SECONDS", "1")
-    get_settings.cache_clear()
+    configure(monkeypatch, chunk_lease_seconds="1")
     wait_until(lambda: sweep_stuck_chunks() == [upload_id], 30, "the second chunk's lease")
     result = read_upload(upload_id)
     assert (result.status, result.imported_rows) == ("COMPLETED", 12)
     assert count(db, "SELECT count(*) FROM pledge") == 12
-    get_settings.cache_clear()
 
 
 def test_import_completes_with_one_warning_when_redis_is_unreachable(
     db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setenv("PLEDGEFLOW_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
-    get_settings.cache_clear()
+    configure(monkeypatch, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     path = write_file(tmp_path, "no-redis.csv", render("2020", backers(20)))
     upload_id = stage_file(path, shop="ops.example.com", project="NoRedis", chunk_size=5)
 
     with caplog.at_level(logging.WARNING):
         state = process_upload(upload_id, return_state=True)
 
-    get_settings.cache_clear()
     assert state.is_completed()
     assert read_upload(upload_id).imported_rows == 20
     # pledgeflow's own warnings (a Prefect client may warn of a slow harness on a busy machine).

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,9 @@ from flows.retry_upload import retry_upload
 from pledgeflow.import_paths import ImportPathError, resolve_import_path
 from pledgeflow.parameters import PLATFORM_NAMES, ParameterError, check_import
 from pledgeflow.reports import neutralize
-from pledgeflow.settings import Settings, get_settings
+from pledgeflow.settings import Settings
 from schemas.platforms import PLATFORMS
+from tests.helpers import configure
 
 GOOD = {"shop": "shop.example.com", "project": "Campaign", "chunk_size": 10_000}
 
@@ -163,14 +163,11 @@ def test_webhook_refuses_other_upload_ids(upload_id: object) -> None:
 
 
 @pytest.fixture
-def import_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def import_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "imports"
     root.mkdir()
-    monkeypatch.setenv("PLEDGEFLOW_IMPORT_ROOT", str(root))
-    get_settings.cache_clear()
-    yield root
-    monkeypatch.delenv("PLEDGEFLOW_IMPORT_ROOT")
-    get_settings.cache_clear()
+    configure(monkeypatch, import_root=str(root))
+    return root
 
 
 def _refused(path: str | Path, **kwargs: Any) -> ImportPathError:

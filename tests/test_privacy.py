@@ -27,11 +27,10 @@ from sqlalchemy.engine import Engine, make_url
 
 from deployments.webhook import create_app
 from flows.process_upload import process_upload
-from pledgeflow.settings import get_settings
 from pledgeflow.staging import stage_file
 from pledgeflow_bench.exports import backers, render
 from tests.conftest import use_database
-from tests.helpers import deliver, store_web_app_upload, write_file
+from tests.helpers import configure, deliver, store_web_app_upload, write_file
 from tests.services import wait_until
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -75,9 +74,7 @@ def test_no_secret_or_personal_data_in_logs_run_logs_or_artifacts(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("PLEDGEFLOW_WEBHOOK_SECRET", WEBHOOK_SECRET)
-    monkeypatch.setenv("PLEDGEFLOW_WEBHOOK_PREVIOUS_SECRET", PREVIOUS_SECRET)
-    get_settings.cache_clear()
+    configure(monkeypatch, webhook_secret=WEBHOOK_SECRET, webhook_previous_secret=PREVIOUS_SECRET)
     people = backers(12)
     for n, person in enumerate(people):
         person.email = f"private.person{n}@personal-mail.example"
@@ -112,7 +109,6 @@ def test_no_secret_or_personal_data_in_logs_run_logs_or_artifacts(
                 "X-Pledgeflow-Signature": "sha256=00",
             },
         )
-    get_settings.cache_clear()
 
     assert state.is_completed()
     assert failed.is_failed()

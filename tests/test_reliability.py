@@ -18,12 +18,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from flows.process_upload import process_upload
-from pledgeflow.settings import get_settings
 from pledgeflow.staging import stage_file
 from pledgeflow.uploads import read_upload
 from pledgeflow_bench.exports import backers, render
 from tests.conftest import DATA_TABLES
-from tests.helpers import checksums, count, import_path, slow_on_harness, write_file
+from tests.helpers import checksums, configure, count, import_path, slow_on_harness, write_file
 from tests.services import BIN, free_port, wait_until
 
 # A cap, not a delay: a killed worker's retry waits on subprocesses and the harness's recorders,
@@ -186,8 +185,7 @@ def test_redis_lost_mid_run_loses_nothing_and_a_retry_completes(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    monkeypatch.setenv("PLEDGEFLOW_REDIS_URL", f"redis://127.0.0.1:{port}/0")
-    get_settings.cache_clear()
+    configure(monkeypatch, redis_url=f"redis://127.0.0.1:{port}/0")
     try:
         wait_until(
             lambda: (
@@ -231,7 +229,6 @@ def test_redis_lost_mid_run_loses_nothing_and_a_retry_completes(
     finally:
         if redis_server.poll() is None:
             redis_server.kill()
-        get_settings.cache_clear()
 
 
 def test_concurrent_overlapping_imports_end_with_the_union(db: Engine, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +17,12 @@ from pledgeflow.row_cache import RowCache
 from pledgeflow.settings import get_settings
 from pledgeflow.status import UploadResult
 from pledgeflow_bench.exports import backers, render
-from tests.conftest import use_write_path
 from tests.exports_corpus import INDIEGOGO
 from tests.helpers import (
     OTHER_ROW_INPUTS,
     ROW_INPUTS,
+    configure,
+    configured,
     fetch_pairs,
     fetch_rows,
     import_path,
@@ -35,17 +35,13 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 @pytest.fixture(autouse=True)
-def staged_path() -> Iterator[None]:
+def staged_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The cache serves the COPY-staged path, the one PostgreSQL takes by default; a Redis error
     seen by an earlier test must not leave it paused. Unchanged chunks are not skipped here
     (`chunk_skip`, tested on its own), or a re-import would never reach the cache."""
-    os.environ["PLEDGEFLOW_SKIP_UNCHANGED_CHUNKS"] = "0"
-    use_write_path("auto")
+    configure(monkeypatch, skip_unchanged_chunks="0", write_path="auto")
     RowCache._paused_until.clear()
     yield
-    os.environ.pop("PLEDGEFLOW_WRITE_PATH", None)
-    os.environ.pop("PLEDGEFLOW_SKIP_UNCHANGED_CHUNKS", None)
-    get_settings.cache_clear()
     RowCache._paused_until.clear()
 
 
@@ -212,13 +208,8 @@ def test_the_key_holds_every_input_the_rows_depend_on(pg_url: str) -> None:
     assert base == cache.key(**inputs)
     assert base not in keys
     assert len(keys) == len(variations)
-    os.environ["PLEDGEFLOW_MAX_CELL_CHARS"] = "64"
-    get_settings.cache_clear()
-    try:
+    with configured(max_cell_chars="64"):
         assert cache.key(**inputs) != base
-    finally:
-        os.environ.pop("PLEDGEFLOW_MAX_CELL_CHARS")
-        get_settings.cache_clear()
 
 
 def test_an_unreadable_entry_is_mapped_afresh(
@@ -242,18 +233,11 @@ def test_an_unreadable_entry_is_mapped_afresh(
     assert all(c["created"] == c["updated"] == 0 for c in counts(again).values())
 
 
-def test_without_reachable_redis_chunks_are_mapped_and_imported(
-    db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_without_reachable_redis_chunks_are_mapped_and_imported(db: Engine, tmp_path: Path) -> None:
     path = write_file(tmp_path, "k.csv", render("2020", backers(16)))
-    monkeypatch.setenv("PLEDGEFLOW_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
-    get_settings.cache_clear()
-    try:
+    with configured(redis_url=f"redis://127.0.0.1:{free_port()}/0"):
         first = import_path(path, chunk_size=8, shop="cache-down.example.com")
         again = import_path(path, chunk_size=8, shop="cache-down.example.com")
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
 
     assert first.status == again.status == "COMPLETED"
     assert from_cache(db, first) == from_cache(db, again) == [False, False]

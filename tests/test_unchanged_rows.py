@@ -7,7 +7,6 @@ makes a new version, so comparing `xmin` before and after shows every row a re-i
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +14,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from pledgeflow.settings import get_settings
 from tests.exports_backerkit import Backer
 from tests.exports_backerkit_tiers import TIER_SKUS, export, newer_export, older_export
-from tests.helpers import import_path, write_file
+from tests.helpers import configured, import_path, write_file
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -82,13 +80,8 @@ def test_reimporting_the_same_file_rewrites_no_row(
     assert all(before[t] for t in TABLES)
 
     # Every chunk mapped and written, not skipped as unchanged (test_chunk_skip.py).
-    os.environ["PLEDGEFLOW_SKIP_UNCHANGED_CHUNKS"] = "0"
-    get_settings.cache_clear()
-    try:
+    with configured(skip_unchanged_chunks="0"):
         second = import_path(path, chunk_size=7, currency="USD")
-    finally:
-        os.environ.pop("PLEDGEFLOW_SKIP_UNCHANGED_CHUNKS")
-        get_settings.cache_clear()
 
     assert second.status == "COMPLETED"
     tables = (second.stats or {})["tables"]

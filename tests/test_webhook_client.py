@@ -20,9 +20,8 @@ from sqlalchemy.engine import Engine
 from deployments import webhook
 from deployments.webhook import create_app
 from flows.process_upload import process_upload
-from pledgeflow.settings import get_settings
 from pledgeflow_bench.exports import backers
-from tests.helpers import deliver, stage_export
+from tests.helpers import configure, deliver, stage_export
 
 SECRET = "client-" + uuid.uuid4().hex
 
@@ -31,12 +30,10 @@ SECRET = "client-" + uuid.uuid4().hex
 def served(prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     """The webhook app with its lifespan running, as `pledgeflow webhook` serves it."""
     cast(RunnerDeployment, process_upload.to_deployment(name="process-upload")).apply()
-    monkeypatch.setenv("PLEDGEFLOW_WEBHOOK_SECRET", SECRET)
-    get_settings.cache_clear()
+    configure(monkeypatch, webhook_secret=SECRET)
     webhook._deployments.clear()
     with TestClient(create_app()) as client:
         yield client
-    get_settings.cache_clear()
 
 
 def _deliver(client: TestClient, upload_id: int) -> Any:

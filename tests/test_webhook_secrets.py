@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -18,7 +18,7 @@ from deployments.webhook import create_app, sign, signature_ok
 from flows.process_upload import process_upload
 from pledgeflow.settings import get_settings
 from pledgeflow_bench.exports import backers
-from tests.helpers import deliver, stage_export
+from tests.helpers import configure, deliver, stage_export
 
 OLD = "old-" + uuid.uuid4().hex
 NEW = "new-" + uuid.uuid4().hex
@@ -39,37 +39,25 @@ def test_a_signature_made_with_either_key_passes_and_any_other_fails() -> None:
 def test_settings_list_the_current_key_first_and_ignore_an_empty_previous_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("PLEDGEFLOW_WEBHOOK_SECRET", NEW)
-    monkeypatch.setenv("PLEDGEFLOW_WEBHOOK_PREVIOUS_SECRET", OLD)
-    get_settings.cache_clear()
-    try:
-        assert get_settings().webhook_secrets == [NEW, OLD]
-        assert OLD not in repr(get_settings()) and NEW not in repr(get_settings())
-        monkeypatch.setenv("PLEDGEFLOW_WEBHOOK_PREVIOUS_SECRET", "")
-        get_settings.cache_clear()
-        assert get_settings().webhook_secrets == [NEW]
-    finally:
-        get_settings.cache_clear()
+    configure(monkeypatch, webhook_secret=NEW, webhook_previous_secret=OLD)
+    assert get_settings().webhook_secrets == [NEW, OLD]
+    assert OLD not in repr(get_settings()) and NEW not in repr(get_settings())
+    configure(monkeypatch, webhook_previous_secret="")
+    assert get_settings().webhook_secrets == [NEW]
 
 
 @pytest.fixture
 def webhook_for(
     prefect_harness: None, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., TestClient]]:
+) -> Callable[..., TestClient]:
     """Build the webhook as it starts with the given current and previous keys."""
     cast(RunnerDeployment, process_upload.to_deployment(name="process-upload")).apply()
 
     def build(current: str, previous: str | None = None) -> TestClient:
-        monkeypatch.setenv("PLEDGEFLOW_WEBHOOK_SECRET", current)
-        if previous is None:
-            monkeypatch.delenv("PLEDGEFLOW_WEBHOOK_PREVIOUS_SECRET", raising=False)
-        else:
-            monkeypatch.setenv("PLEDGEFLOW_WEBHOOK_PREVIOUS_SECRET", previous)
-        get_settings.cache_clear()
+        configure(monkeypatch, webhook_secret=current, webhook_previous_secret=previous)
         return TestClient(create_app())
 
-    yield build
-    get_settings.cache_clear()
+    return build
 
 
 def test_rotating_the_key_as_the_readme_says_fails_no_delivery(

@@ -39,8 +39,8 @@ from pledgeflow.writers.stages import STAGE_PRODUCT, copy_rows, prepare_stages
 from pledgeflow_bench.exports import HEADERS, TIERS, Backer, backers, render
 from pledgeflow_bench.web_app import insert_web_app_upload, web_app_project
 from schemas.platforms import resolve_layout
-from tests.conftest import DATA_TABLES, use_database, use_write_path
-from tests.helpers import stage_export, write_file
+from tests.conftest import DATA_TABLES, use_database
+from tests.helpers import configure, stage_export, write_file
 
 SHOP, PROJECT = "shop.example.com", "Campaign"
 # How PostgreSQL can load the stages: COPY (its default), or the executemany SQLite uses.
@@ -124,7 +124,9 @@ def on_database(url: str) -> Engine:
 
 
 @pytest.fixture
-def databases(pg_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+def databases(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
     """Each dialect's database: a migrated SQLite file beside the run's PostgreSQL database.
     PostgreSQL and its default loader (COPY) are restored after the test."""
     from pledgeflow.migrations.runner import upgrade
@@ -132,10 +134,9 @@ def databases(pg_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     sqlite_url = f"sqlite:///{tmp_path / 'rules.db'}"
     on_database(sqlite_url)
     upgrade()
-    use_write_path("auto")
+    configure(monkeypatch, write_path="auto")
     yield {"sqlite": sqlite_url, "postgresql": pg_url}
     on_database(pg_url)
-    use_write_path("auto")
 
 
 def empty_tables(engine: Engine) -> None:
@@ -387,10 +388,10 @@ def test_both_dialects_agree_on_random_uploads_in_random_order(
 
 
 @pytest.fixture
-def restore_write_path(db: Engine) -> Iterator[Engine]:
-    """The PostgreSQL database, with the default loader (COPY) restored after the test."""
-    yield db
-    use_write_path("auto")
+def restore_write_path(db: Engine) -> Engine:
+    """The PostgreSQL database; the loader a test chooses (`configure`, on its monkeypatch) is
+    undone after the test, back to the default (COPY)."""
+    return db
 
 
 def three_backers(conn: Connection) -> tuple[WriteTarget, ChunkFrames]:
@@ -405,9 +406,9 @@ def three_backers(conn: Connection) -> tuple[WriteTarget, ChunkFrames]:
 
 @pytest.mark.parametrize("path", PATHS)
 def test_postgres_loads_the_stages_the_way_the_settings_name(
-    restore_write_path: Engine, path: str
+    restore_write_path: Engine, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_write_path(path)
+    configure(monkeypatch, write_path=path)
     with restore_write_path.begin() as conn:
         target, frames = three_backers(conn)
         counts, copies = write_chunk(conn, target, frames, keep=True)
@@ -431,12 +432,12 @@ def test_write_frames_writes_through_the_writers(restore_write_path: Engine) -> 
 
 @pytest.mark.parametrize("path", PATHS)
 def test_an_email_too_long_for_its_column_is_a_rejected_row_not_a_failed_chunk(
-    restore_write_path: Engine, tmp_path: Path, path: str
+    restore_write_path: Engine, tmp_path: Path, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows = backers(3)
     long_email = "x" * 330 + "@example.com"  # longer than backer.email's varchar(320)
     rows[1].email = long_email
-    use_write_path(path)
+    configure(monkeypatch, write_path=path)
     upload_id = stage_export(tmp_path, "long.csv", rows, shop=SHOP, project=PROJECT)
     (chunk_id,) = start_upload(upload_id).chunk_ids
 
