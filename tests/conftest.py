@@ -114,8 +114,8 @@ def use_database(url: str) -> None:
 @pytest.fixture(autouse=True)
 def settings_read_afresh() -> Iterator[None]:
     """After each test, settings are read again from the environment as the test's monkeypatch
-    left it: a test that cleared the cache while its own variables were still set (an
-    unreachable Redis, say) must not hand them to the next test on the same worker."""
+    left it: settings a test chose (`helpers.configure`, an unreachable Redis, say) were read
+    while its variables were set, and must not reach the next test on the same worker."""
     yield
     reread_settings()
 

@@ -80,11 +80,10 @@ def test_the_platform_is_a_known_name_or_detect() -> None:
 def test_settings_bound_the_chunk_size_and_refuse_a_postgres_url(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("PLEDGEFLOW_CHUNK_SIZE", "1")
+    configure(monkeypatch, chunk_size="1")
     with pytest.raises(ValidationError):
         Settings()
-    monkeypatch.setenv("PLEDGEFLOW_CHUNK_SIZE", "500")
-    monkeypatch.setenv("PLEDGEFLOW_DATABASE_URL", "postgres://u@h/db")
+    configure(monkeypatch, chunk_size="500", database_url="postgres://u@h/db")
     with pytest.raises(ValidationError, match="postgresql\\+psycopg"):
         Settings()
 
