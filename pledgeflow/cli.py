@@ -231,9 +231,11 @@ def _import_file(
     from flows.import_file import import_file as import_file_flow
     from pledgeflow.prefect_api import console_silent_once
     from pledgeflow.staging_watch import StagingWatch, watching
+    from tasks.observability import name_flow_run
 
     def staged(upload_id: int) -> None:
         note_upload(upload_id)
+        name_flow_run(f"upload-{upload_id}")  # run names carry their upload (DESIGN, section 4)
         if not dry_run:  # a dry run moves no counters
             progress.watch(upload_id)
 

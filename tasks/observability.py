@@ -77,6 +77,16 @@ def label_flow_run(shop: str, platform: str | None, upload_id: int | None = None
             client.update_flow_run(run.id, tags=sorted(kept | wanted))
 
 
+def name_flow_run(name: str) -> None:
+    """Rename the running flow run, once its upload is known (an import's run is created
+    before it has staged one), so that its name carries the upload like every other run's."""
+    run_id = current_flow_run.id
+    if run_id is None:
+        return
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(UUID(str(run_id)), name=name)
+
+
 class Progress:
     """A progress artifact that moves as chunks finish, with the upload's own counters (those
     `pledgeflow status`, the CLI's bar and the web app show), so a retry shows the whole

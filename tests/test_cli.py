@@ -63,8 +63,8 @@ def json_out(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return data
 
 
-def _flow_of_upload(db: Engine, upload_id: int) -> str:
-    """The name of the flow whose run staged the upload."""
+def _flow_of_upload(db: Engine, upload_id: int) -> tuple[str, str]:
+    """The names of the flow whose run staged the upload, and of that run."""
     from prefect.client.orchestration import get_client
 
     with db.connect() as conn:
@@ -73,7 +73,8 @@ def _flow_of_upload(db: Engine, upload_id: int) -> str:
         )
     assert run_id, f"upload {upload_id} names no flow run"
     with get_client(sync_client=True) as client:
-        return client.read_flow(client.read_flow_run(run_id).flow_id).name
+        run = client.read_flow_run(run_id)
+        return client.read_flow(run.flow_id).name, run.name
 
 
 def import_json(
@@ -100,7 +101,8 @@ def test_import_status_errors_and_reimport(cli: Run, sqlite_db: Engine) -> None:
     assert tables["backer"]["created"] == 33  # rows 10, 20, 30, 40 repeat an email
     assert count(sqlite_db, "SELECT count(*) FROM pledge") == 37
     upload_id = first["upload_id"]
-    assert _flow_of_upload(sqlite_db, upload_id) == "import-file"  # the deployment's flow
+    # The deployment's flow, its run named by the upload it staged.
+    assert _flow_of_upload(sqlite_db, upload_id) == ("import-file", f"upload-{upload_id}")
 
     status = cli("status", str(upload_id))
     assert status.returncode == 0, status.stderr
