@@ -22,6 +22,7 @@ from pledgeflow.chunk_digest import (
 )
 from pledgeflow.chunk_rows import ChunkRows, answers_by_value, map_chunk
 from pledgeflow.chunk_skip import skip_unchanged
+from pledgeflow.collector import freeze_loaded_objects
 from pledgeflow.counters import refresh_upload_counters
 from pledgeflow.database import get_engine, transaction
 from pledgeflow.failures import ChunkBusyError, ChunkDataError, is_transient
@@ -29,7 +30,6 @@ from pledgeflow.retries import retry_transient, transient_retrying
 from pledgeflow.row_cache import RowCache
 from pledgeflow.settings import get_settings
 from pledgeflow.settlement import write_mode
-from pledgeflow.staging import freeze_loaded_objects
 from pledgeflow.status import claim_chunk, complete_chunk, local_owner, mark_chunk_failed
 from pledgeflow.transform import ChunkFrames, rows_by_code
 from pledgeflow.upload_dates import stored_dates

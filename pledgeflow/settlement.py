@@ -27,10 +27,10 @@ from sqlalchemy import Connection, Row, exists, func, select, update
 
 from pledgeflow.chunk_digest import as_data_digest, chunk_inputs, data_digest_column, inputs_digest
 from pledgeflow.chunk_rows import answers_by_value, chunk_layout
+from pledgeflow.collector import gc_paused
 from pledgeflow.database import get_engine, transaction
 from pledgeflow.dates import DateColumn
 from pledgeflow.failures import ChunkDataError, UploadNotFoundError
-from pledgeflow.staging import gc_paused
 from pledgeflow.transform import rejected_rows, row_keys
 from pledgeflow.upload_dates import stored_dates
 from pledgeflow.values import MONEY_PATTERN, SYMBOL_CURRENCIES

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import csv
-import gc
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +13,7 @@ import charset_normalizer
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from pledgeflow.collector import gc_paused
 from pledgeflow.counters import refresh_upload_counters
 from pledgeflow.database import first_value, transaction
 from pledgeflow.import_paths import ImportPathError, resolve_import_path
@@ -267,38 +265,6 @@ def _stage(
         raise StagingError("malformed_csv", f"{path.name} is not valid CSV: {exc}") from exc
     logger.info("staged upload %s: %s rows", upload_id, total)
     return int(upload_id)
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause Python's cycle collector for a pass that holds many short lists (a file streaming
-    into chunks here, settlement's pass over every row's keys), then restore it.
-
-    Every record is a new list held until its batch of chunks is written, so the collector
-    ran again and again over thousands of live lists that form no cycle (reference counting
-    frees them): a third of staging's time (100,000 rows at load 18-21: 11.8-14.8 s with it,
-    9.1 s without)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-@cache
-def freeze_loaded_objects() -> None:
-    """Once per process, before its first upload's work: move every object alive now (the
-    modules and what importing them built) out of the cycle collector's reach (`gc.freeze`).
-
-    Work on a chunk allocates lists by the hundred thousand (its JSON, its rows), and each
-    full collection they trigger went over the millions of objects that prefect, pandas,
-    pandera and SQLAlchemy leave after import, again and again: a quarter of an import's CPU
-    (100,000 rows, load 7-10: 12.5 s of CPU with them collected, 8.3 s frozen). Frozen
-    objects are still freed by reference counting; what they hold in a cycle once dropped
-    is kept, once, for the life of the process."""
-    gc.freeze()
 
 
 def _candidates(

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import Connection, func, select, update
 
+from pledgeflow.collector import freeze_loaded_objects
 from pledgeflow.counters import refresh_upload_counters
 from pledgeflow.currencies import currency_summary
 from pledgeflow.database import database_identity, get_engine, transaction
@@ -16,7 +17,6 @@ from pledgeflow.failures import UploadNotFoundError
 from pledgeflow.quantity_columns import answer_columns_by_value
 from pledgeflow.settings import get_settings
 from pledgeflow.settlement import settle_upload
-from pledgeflow.staging import freeze_loaded_objects
 from pledgeflow.status import (
     ChunkOutcome,
     UploadCounters,

@@ -141,16 +141,20 @@ def _plain_progress(out: StringIO, clock: list[float]) -> ImportProgress:
     return ImportProgress(console, interval=5, get_time=lambda: clock[0], background=False)
 
 
+def _started(tmp_path: Path, chunk_size: int) -> tuple[int, list[int]]:
+    """A started upload of six rows: its id and its chunks' ids."""
+    upload_id = _staged(tmp_path, rows=6, chunk_size=chunk_size)
+    return upload_id, start_upload(upload_id).chunk_ids
+
+
 def test_an_upload_done_within_one_interval_ends_with_its_rate(db: Engine, tmp_path: Path) -> None:
-    upload_id = _staged(tmp_path, rows=6, chunk_size=6)
-    out = StringIO()
-    clock = [0.0]
-    plan = start_upload(upload_id)
+    upload_id, chunk_ids = _started(tmp_path, chunk_size=6)
+    out, clock = StringIO(), [0.0]
 
     with _plain_progress(out, clock) as progress:
         progress.watch(upload_id)
         clock[0] += 2
-        process_chunk(plan.chunk_ids[0])
+        process_chunk(chunk_ids[0])
 
     lines = out.getvalue().splitlines()
     # Six rows in the two seconds since the watch began: not `- rows/s`.
@@ -158,15 +162,13 @@ def test_an_upload_done_within_one_interval_ends_with_its_rate(db: Engine, tmp_p
 
 
 def test_without_a_terminal_a_line_every_interval(db: Engine, tmp_path: Path) -> None:
-    upload_id = _staged(tmp_path, rows=6, chunk_size=2)
-    out = StringIO()
-    clock = [0.0]
-    plan = start_upload(upload_id)
+    upload_id, chunk_ids = _started(tmp_path, chunk_size=2)
+    out, clock = StringIO(), [0.0]
 
     with _plain_progress(out, clock) as progress:
         assert not progress.live
         progress.watch(upload_id)
-        for chunk_id in plan.chunk_ids:
+        for chunk_id in chunk_ids:
             process_chunk(chunk_id)
             progress.refresh()  # within the interval: no line
             clock[0] += 6
