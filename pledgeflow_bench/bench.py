@@ -22,6 +22,7 @@ to that server.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import resource
@@ -97,15 +98,47 @@ def _cpu_ticks() -> tuple[int, int] | None:
     return total - idle, total
 
 
+def _postmaster_pid(engine: Engine) -> int | None:
+    """The PostgreSQL server's main process, when it runs on this machine (else None)."""
+    with engine.connect() as conn:
+        backend = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        address = conn.execute(text("SELECT inet_server_addr()")).scalar()
+    if address is not None and not ipaddress.ip_address(address).is_loopback:
+        return None
+    try:
+        # /proc/<pid>/stat: the parent's pid is the second field after the command's ")".
+        return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _reaped_cpu(pid: int | None) -> float | None:
+    """CPU seconds of the ended child processes of `pid` (its reaped children's user + system
+    time, /proc/<pid>/stat), or None where the platform does not tell."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 @contextmanager
-def _machine_busy(into: dict[str, Any]) -> Iterator[None]:
+def _machine_busy(into: dict[str, Any], postmaster: int | None = None) -> Iterator[None]:
     """Store in `into["machine_busy"]` the share of all CPUs busy while the block ran (every
-    process: the import, PostgreSQL, the Prefect server), when the platform tells."""
-    before = _cpu_ticks()
+    process: the import, PostgreSQL, the Prefect server), when the platform tells; and with the
+    local server's `postmaster`, in `into["postgres_cpu_seconds"]` the CPU of the server
+    processes that ended meanwhile: the loader's own connections (closed when it ends) and
+    autovacuum workers, not the Prefect server's pooled connections."""
+    before, server_before = _cpu_ticks(), _reaped_cpu(postmaster)
     yield
-    after = _cpu_ticks()
+    time.sleep(0.3)  # the loader's connections have closed: let the server reap them
+    after, server_after = _cpu_ticks(), _reaped_cpu(postmaster)
     if before and after and after[1] > before[1]:
         into["machine_busy"] = round((after[0] - before[0]) / (after[1] - before[1]), 3)
+    if server_before is not None and server_after is not None:
+        into["postgres_cpu_seconds"] = round(server_after - server_before, 2)
 
 
 @contextmanager
@@ -343,23 +376,33 @@ def _pipeline_in_child(
     path: Path,
     workdir: Path,
     label: str,
+    *,
+    postmaster: int | None,
     **settings: str,
 ) -> dict[str, Any]:
     out = workdir / f"{label}.json"
     env = _child_env(config, database_url, api_url) | settings
+    args = (path, config.chunk_size, out)
     return _child_figures(
-        "pledgeflow_bench.bench", (path, config.chunk_size, out), env, out, config.rows, "import"
+        "pledgeflow_bench.bench", args, env, out, config.rows, "import", postmaster
     )
 
 
 def _child_figures(
-    module: str, args: tuple[object, ...], env: dict[str, str], out: Path, rows: int, what: str
+    module: str,
+    args: tuple[object, ...],
+    env: dict[str, str],
+    out: Path,
+    rows: int,
+    what: str,
+    postmaster: int | None,
 ) -> dict[str, Any]:
     """Run `module` with `args` in a process of its own, in `out`'s folder and logging beside
-    it; the figures it wrote to `out`, with the machine's busy share meanwhile and the rate."""
+    it; the figures it wrote to `out`, with the machine's busy share and the server's CPU
+    meanwhile (`_machine_busy`), and the rate."""
     busy: dict[str, Any] = {}
     log_path = out.with_suffix(".log")
-    with log_path.open("wb") as log, _machine_busy(busy):
+    with log_path.open("wb") as log, _machine_busy(busy, postmaster):
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
             # -P: the working directory must not shadow the installed package.
             [sys.executable, "-P", "-m", module, *map(str, args)],
@@ -465,10 +508,16 @@ def _measure_workers(config: BenchConfig, name: str, work: Path) -> dict[str, An
 def _measure_all(
     config: BenchConfig, engine: Engine, database_url: str, api_url: str, path: Path, work: Path
 ) -> dict[str, Any]:
-    first = _pipeline_in_child(config, database_url, api_url, path, work, "pipeline-first")
+    # The server's CPU per loader: what its database work costs, apart from the loader's own.
+    postmaster = _postmaster_pid(engine)
+    first = _pipeline_in_child(
+        config, database_url, api_url, path, work, "pipeline-first", postmaster=postmaster
+    )
     first["load"] = _load()
     first["table_rows"] = _table_counts(engine)
-    again = _pipeline_in_child(config, database_url, api_url, path, work, "pipeline-reimport")
+    again = _pipeline_in_child(
+        config, database_url, api_url, path, work, "pipeline-reimport", postmaster=postmaster
+    )
     again["load"] = _load()
     again["all_unchanged"] = _all_unchanged(again["tables"])
     pipeline = {"first": first, "reimport": again}
@@ -480,6 +529,7 @@ def _measure_all(
             path,
             work,
             "pipeline-reimport-uncached",
+            postmaster=postmaster,
             PLEDGEFLOW_ROW_CACHE_TTL_SECONDS="0",
         )
         uncached["load"] = _load()
@@ -493,7 +543,7 @@ def _measure_all(
     for label in ("first", "reload"):
         busy: dict[str, Any] = {}
         began = time.perf_counter()
-        with _machine_busy(busy):
+        with _machine_busy(busy, postmaster):
             written = load_hand_tuned(dsn, path, target)
         seconds = time.perf_counter() - began
         hand[label] = {
@@ -506,7 +556,7 @@ def _measure_all(
             hand[label]["table_rows"] = _table_counts(engine)
 
     peer = {
-        label: _dlt_in_child(config, database_url, path, work, f"dlt-{label}")
+        label: _dlt_in_child(config, database_url, path, work, f"dlt-{label}", postmaster)
         for label in ("first", "reload")
     }
     peer["first"]["table_rows"] = _dlt_table_counts(engine)
@@ -558,14 +608,21 @@ def _measure_all(
 
 
 def _dlt_in_child(
-    config: BenchConfig, database_url: str, path: Path, work: Path, label: str
+    config: BenchConfig,
+    database_url: str,
+    path: Path,
+    work: Path,
+    label: str,
+    postmaster: int | None,
 ) -> dict[str, Any]:
     """One dlt load of `path`, in a process of its own (its peak RSS and CPU are the load's)."""
     out = work / f"{label}.json"
     dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     env = {**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false", "RUNTIME__LOG_LEVEL": "ERROR"}
     args = (path, dsn, DLT_DATASET, work, out, SHOP, PROJECT)
-    measured = _child_figures("pledgeflow_bench.dlt_peer", args, env, out, config.rows, "load")
+    measured = _child_figures(
+        "pledgeflow_bench.dlt_peer", args, env, out, config.rows, "load", postmaster
+    )
     measured["load"] = _load()
     return measured
 
@@ -650,6 +707,13 @@ def report(figures: dict[str, Any]) -> list[str]:
             )
             if "machine_busy" in run
         ),
+        _server_cpu_line(
+            ("first import", first),
+            ("re-import", again),
+            ("hand-tuned first load", hand["first"]),
+            ("dlt first load", peer["first"]),
+            ("dlt re-load", peer["reload"]),
+        ),
         f"Prefect orchestration: {first['orchestration_share']:.1%} of the flow's wall time "
         f"({first['flow_seconds'] - first['chunk_work_seconds']:.1f} s of "
         f"{first['flow_seconds']:.1f} s outside chunk work)",
@@ -666,6 +730,18 @@ def report(figures: dict[str, Any]) -> list[str]:
             f"same tables: {workers['same_tables']}, all completed: {workers['all_completed']}"
         )
     return lines
+
+
+def _server_cpu_line(*runs: tuple[str, dict[str, Any]]) -> str:
+    """PostgreSQL's CPU per load, where the server is local: what the tables' work costs."""
+    shown = [
+        f"{what} {run['postgres_cpu_seconds']:.1f} s"
+        for what, run in runs
+        if run.get("postgres_cpu_seconds") is not None
+    ]
+    if not shown:
+        return "PostgreSQL CPU: not measured (the server is not on this machine)"
+    return "PostgreSQL CPU (the loader's connections and autovacuum): " + ", ".join(shown)
 
 
 def _owed_line(file: dict[str, Any], tables: dict[str, int]) -> str:

@@ -235,6 +235,10 @@ def test_bench_command_measures_every_path_and_leaves_no_database(tmp_path: Path
     hand = figures["hand_tuned"]
     for run in (first, again, hand["first"], hand["reload"], *figures["dlt"].values()):
         assert 0 < run["machine_busy"] <= 1
+        # The server is on this machine: its CPU for each load is measured too.
+        assert run["postgres_cpu_seconds"] >= 0
+    assert first["postgres_cpu_seconds"] > 0 and figures["dlt"]["first"]["postgres_cpu_seconds"] > 0
+    assert "PostgreSQL CPU (the loader's connections and autovacuum): first import" in done.stdout
     assert set(figures["ratios"]) == {
         "pipeline_vs_hand_tuned",
         "pipeline_vs_naive_orm",
