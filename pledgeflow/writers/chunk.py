@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, String, cast, literal, select
+from sqlalchemy import ColumnElement, Connection, String, cast, func, select
 
-from pledgeflow.distinct import KEY_SEPARATOR, join_key
 from pledgeflow.transform import ChunkFrames
 from pledgeflow.writers.backers import insert_new_backers, rewrite_existing_backers
-from pledgeflow.writers.counts import TableCounts, WriteCounts, WriteTarget
+from pledgeflow.writers.counts import TableCounts, WriteCounts, WriteTarget, key_text
 from pledgeflow.writers.dialects import grouped_by_state, without_jit
-from pledgeflow.writers.inventory import write_inventory
+from pledgeflow.writers.inventory import InventoryWrite, line_key, write_inventory
 from pledgeflow.writers.pledges import drop_superseded_pledges, write_pledges
 from pledgeflow.writers.products import write_products
 from pledgeflow.writers.stages import (
@@ -52,18 +51,7 @@ def write_chunk(
     inventory = TableCounts()
     if pledges:
         write_surveys(conn)
-        deleted = write_inventory(conn, lines)
-        # Lines by (survey, product): each line once, even were it staged twice.
-        inventory = _outcomes(
-            conn,
-            (),
-            STAGE_INVENTORY.c.survey_id,
-            STAGE_INVENTORY.c.product_id,
-            STAGE_INVENTORY.c.state,
-            held=STAGE_INVENTORY.c.survey_id.isnot(None),
-            distinct=True,
-        )
-        inventory.deleted = deleted
+        inventory = _line_outcomes(conn, write_inventory(conn, lines))
     rewrite_existing_backers(conn, target, backers, new_backers)
     s, product = STAGE_PLEDGE, STAGE_PRODUCT
     counts = WriteCounts(
@@ -91,7 +79,6 @@ def _outcomes(
     scope: tuple[Any, ...],
     *columns: ColumnElement[Any],
     held: ColumnElement[bool] | None = None,
-    distinct: bool = False,
 ) -> TableCounts:
     """Each staged key (after `scope`, the key's part the chunk shares) and its outcome, read
     from the state the writers recorded on its staged row (the last of `columns`).
@@ -99,20 +86,42 @@ def _outcomes(
     The database joins each key into the text its digest is made from (`join_key`), so one
     fetch of two columns brings every key back, with no tuple built per key."""
     *key, state = columns
-    text: ColumnElement[str] = literal(join_key((*scope, "")), String)
-    for i, part in enumerate(key):
-        if i:
-            text = text.concat(literal(KEY_SEPARATOR, String))
-        text = text.concat(cast(part, String))
-    query = select(text, state)
+    query = select(key_text(scope, *key), state)
     if held is not None:
         query = query.where(held)
-    if distinct:
-        query = query.distinct()
-    counts = TableCounts()
     joined: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": []}
     for recorded, texts in grouped_by_state(conn, query):
         joined[_OUTCOMES.get(recorded, "unchanged")].extend(texts)
+    return _counted(joined)
+
+
+def _line_outcomes(conn: Connection, write: InventoryWrite) -> TableCounts:
+    """The inventory's outcomes: the lines the upsert wrote, and every other held line (by
+    `(survey, product)`, each once even were it staged twice) unchanged."""
+    w = STAGE_INVENTORY
+    held = w.c.survey_id.isnot(None)
+    written = {_OUTCOMES[state]: texts for state, texts in write.written.items()}
+    seen = {text for texts in written.values() for text in texts}
+    unchanged: list[str] = []
+    # Written lines are distinct, so when as many were written as are held, none is left
+    # unchanged (a first import): a count spares building and reading every line's key.
+    if conn.execute(select(func.count()).select_from(w).where(held)).scalar_one() > len(seen):
+        keys = select(line_key(w.c.survey_id, w.c.product_id)).where(held).distinct()
+        unchanged = [text for text in conn.execute(keys).scalars() if text not in seen]
+    counts = _counted(
+        {
+            "created": written.get("created", []),
+            "updated": written.get("updated", []),
+            "unchanged": unchanged,
+        }
+    )
+    counts.deleted = write.deleted
+    return counts
+
+
+def _counted(joined: dict[str, list[str]]) -> TableCounts:
+    """Counts and keys from each outcome's keys (as their joined text)."""
+    counts = TableCounts()
     for outcome, texts in joined.items():
         setattr(counts, outcome, len(texts))
         counts.keys.add_joined(outcome, texts)

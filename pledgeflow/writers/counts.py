@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from pledgeflow.distinct import OUTCOMES, TableKeys, project_salt
+from sqlalchemy import ColumnElement, String, cast, literal
+
+from pledgeflow.distinct import KEY_SEPARATOR, OUTCOMES, TableKeys, join_key, project_salt
 
 
 @dataclass
@@ -69,3 +72,14 @@ class WriteCounts:
         """Each table's created / updated / unchanged keys as the project's digests."""
         salt = project_salt(project_id)
         return {name: counts.keys.encoded(salt) for name, counts in self.tables.items()}
+
+
+def key_text(scope: tuple[Any, ...], *key: ColumnElement[Any]) -> ColumnElement[str]:
+    """A key as the text its digest is made from (`join_key`), built by the database: `scope`
+    (the key's part the chunk shares), then each column of `key` as text."""
+    text: ColumnElement[str] = literal(join_key((*scope, "")), String)
+    for i, part in enumerate(key):
+        if i:
+            text = text.concat(literal(KEY_SEPARATOR, String))
+        text = text.concat(cast(part, String))
+    return text

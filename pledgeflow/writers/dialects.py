@@ -5,6 +5,8 @@
   (a rowid table without AUTOINCREMENT numbers new rows past its largest id).
 - Recording what an upsert wrote on the staged rows: PostgreSQL in the same statement (a data-
   modifying `WITH`), SQLite by an executemany of the returned rows.
+- Which keys an upsert wrote, when nothing needs recording on the staged rows: PostgreSQL
+  aggregates the returned keys in the same statement, SQLite groups the returned rows.
 - Many values read back by state: PostgreSQL as one array per state, SQLite one row each.
 - A key set read from a stage: PostgreSQL as an array (`= ANY(…)`), which the planner probes
   through the index instead of joining; SQLite as `IN (SELECT …)`, which it always probes.
@@ -97,6 +99,21 @@ def record_written(
             ],
         )
     return len(rows)
+
+
+def written_keys(conn: Connection, upsert: Insert, mark: str) -> dict[str, list[str]]:
+    """Run `upsert` (returning `key`, a key's text, and `created`) and return the keys it wrote
+    by state: `c` if created, else `mark`. Nothing is written to the staged rows: on PostgreSQL
+    one array per state comes back from the same statement, with no join back to the stage."""
+    if is_postgresql(conn):
+        written = upsert.cte("w")
+        keys = func.array_agg(written.c.key, type_=ARRAY(written.c.key.type))
+        rows = conn.execute(select(written.c.created, keys).group_by(written.c.created)).all()
+        return {("c" if created else mark): list(texts) for created, texts in rows}
+    grouped: dict[str, list[str]] = {}
+    for key, created in conn.execute(upsert).all():
+        grouped.setdefault("c" if created else mark, []).append(key)
+    return grouped
 
 
 def in_staged(conn: Connection, column: ColumnElement[Any], keys: Select[Any]) -> Any:

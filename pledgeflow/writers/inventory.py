@@ -6,17 +6,38 @@ dropped add-on disappears), changed quantities are updated, equal ones are not w
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, and_, delete, exists, select, update
+from dataclasses import dataclass, field
+from typing import Any
 
-from pledgeflow.writers.dialects import created_flag, in_staged, record_written, upsert_into
+from sqlalchemy import ColumnElement, Connection, and_, delete, exists, select, update
+
+from pledgeflow.writers.counts import key_text
+from pledgeflow.writers.dialects import created_flag, in_staged, upsert_into, written_keys
 from pledgeflow.writers.guards import differs
 from pledgeflow.writers.stages import STAGE_INVENTORY, STAGE_PLEDGE, STAGE_PRODUCT
 from schemas.tables import INVENTORY
 
 
-def write_inventory(conn: Connection, staged: int) -> int:
-    """Make each held pledge's inventory equal the staged quantities and record each written
-    line's outcome on its staged row; returns how many lines were deleted."""
+@dataclass
+class InventoryWrite:
+    """What `write_inventory` did: the lines it deleted, and the keys (`line_key`) of the lines
+    it wrote by state (`c` created, `u` updated); a held line in neither was unchanged."""
+
+    deleted: int = 0
+    written: dict[str, list[str]] = field(default_factory=dict)
+
+
+def line_key(survey_id: Any, product_id: Any) -> ColumnElement[str]:
+    """A line's key as the text its digest is made from: survey id, then product id."""
+    return key_text((), survey_id, product_id)
+
+
+def write_inventory(conn: Connection, staged: int) -> InventoryWrite:
+    """Make each held pledge's inventory equal the staged quantities; what it deleted and wrote.
+
+    Which lines it wrote comes back from the upsert itself rather than being recorded on the
+    staged lines (a join back to the stage and a rewrite of each of its rows): nothing after
+    it reads the lines' outcomes but the counts."""
     w, s, p = STAGE_INVENTORY, STAGE_PLEDGE, STAGE_PRODUCT
     if staged:
         conn.execute(
@@ -42,7 +63,7 @@ def write_inventory(conn: Connection, staged: int) -> int:
         ).rowcount
     )
     if not staged:
-        return deleted
+        return InventoryWrite(deleted)
     stored = and_(INVENTORY.c.survey_id == w.c.survey_id, INVENTORY.c.product_id == w.c.product_id)
     # A join (UPDATE … FROM): a line with no stored line keeps `same` NULL.
     conn.execute(
@@ -60,14 +81,8 @@ def write_inventory(conn: Connection, staged: int) -> int:
         index_elements=["survey_id", "product_id"],
         set_={"quantity": upsert.excluded.quantity},
         where=differs(INVENTORY.c, upsert.excluded, ["quantity"]),
-    ).returning(INVENTORY.c.survey_id, INVENTORY.c.product_id, created_flag(conn, INVENTORY))
-    record_written(
-        conn,
-        upsert,
-        w,
-        on={"survey_id": "survey_id", "product_id": "product_id"},
-        copied={},
-        state="state",
-        mark="u",
+    ).returning(
+        line_key(INVENTORY.c.survey_id, INVENTORY.c.product_id).label("key"),
+        created_flag(conn, INVENTORY),
     )
-    return deleted
+    return InventoryWrite(deleted, written_keys(conn, upsert, mark="u"))

@@ -130,7 +130,6 @@ STAGE_INVENTORY = _stage(
     Column("survey_id", BigInteger),
     Column("product_id", BigInteger),
     Column("same", Boolean),
-    _state(),
 )
 STAGES = (STAGE_PRODUCT, STAGE_BACKER, STAGE_PLEDGE, STAGE_INVENTORY)
 
