@@ -496,6 +496,64 @@ def test_a_chunk_processed_again_still_holds_its_rows(
     assert {r[6] for r in on_postgresql["survey"]} == {"Springfield", None}
 
 
+def test_a_chunk_processed_again_counts_each_inventory_line_once_by_its_outcome(
+    databases: dict[str, str], tmp_path: Path
+) -> None:
+    """The inventory's outcomes come from its upsert, not from its staged lines: a line put
+    back is created, a changed quantity updated, a line the row lacks deleted, every other
+    held line unchanged, alike on both dialects."""
+    rows = backers(6)
+    rows[0].addons = (2, 1)
+    rows[1].addons = (1, 0)
+    data = render("2020", rows)
+    line = (
+        "FROM survey s JOIN pledge p ON p.id = s.pledge_id, product pr "
+        "WHERE p.pledge_id = '{pledge}' AND pr.name = '{name}'"
+    )
+    outcomes = []
+    for dialect in DIALECTS:
+        engine = on_database(databases[dialect])
+        empty_tables(engine)
+        upload_id = stage_file(write_file(tmp_path, "lines.csv", data), shop=SHOP, project=PROJECT)
+        (chunk_id,) = start_upload(upload_id).chunk_ids
+        process_chunk(chunk_id)
+        with engine.begin() as conn:  # what the second run must put right
+            conn.execute(
+                text(
+                    "UPDATE inventory SET quantity = 9 WHERE id = (SELECT i.id FROM inventory i "
+                    "JOIN survey s ON s.id = i.survey_id JOIN pledge p ON p.id = s.pledge_id "
+                    "JOIN product pr ON pr.id = i.product_id "
+                    "WHERE p.pledge_id = '1' AND pr.name = 'Dice Tower')"
+                )
+            )
+            conn.execute(
+                text(
+                    "DELETE FROM inventory WHERE id = (SELECT i.id FROM inventory i "
+                    "JOIN survey s ON s.id = i.survey_id JOIN pledge p ON p.id = s.pledge_id "
+                    "JOIN product pr ON pr.id = i.product_id "
+                    "WHERE p.pledge_id = '1' AND pr.name = 'Sleeves')"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO inventory (survey_id, product_id, quantity) SELECT s.id, pr.id, 3 "
+                    + line.format(pledge="2", name="Sleeves")
+                )
+            )
+            conn.execute(text("UPDATE csv_upload_chunk SET status = 'PENDING'"))
+        process_chunk(chunk_id)
+        outcomes.append(read_state(engine))
+
+    on_sqlite, on_postgresql = outcomes
+    assert on_postgresql == on_sqlite
+    ((*_, stats, _),) = on_postgresql["chunk"]
+    inventory = json.loads(stats)["inventory"]
+    lines = len(on_postgresql["inventory"])
+    assert lines > 3
+    counted = {k: inventory[k] for k in ("created", "updated", "unchanged", "deleted")}
+    assert counted == {"created": 1, "updated": 1, "unchanged": lines - 2, "deleted": 1}
+
+
 def test_a_copy_error_does_not_quote_the_row(restore_write_path: Engine) -> None:
     """PostgreSQL's CONTEXT for a failed COPY quotes the offending value, here an email; the
     error the chunk records and Prefect logs keeps the message and SQLSTATE only."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, delete, exists, select, update
+from sqlalchemy import ColumnElement, Connection, delete, exists, select, update
 
 from pledgeflow.writers.counts import key_text
 from pledgeflow.writers.dialects import created_flag, in_staged, upsert_into, written_keys
@@ -50,27 +50,37 @@ def write_inventory(conn: Connection, staged: int) -> InventoryWrite:
                 p.c.product_key == w.c.product_key,
             )
         )
-    # Surveys that existed before this chunk may carry lines the latest row no longer has.
+    # Surveys that existed before this chunk may carry lines the latest row no longer has, and
+    # lines equal to the staged ones. Where every held survey is new (a first import), there is
+    # nothing to delete or compare: one look at the stage spares both statements.
     old_surveys = select(s.c.survey_id).where(
         s.c.survey_id.isnot(None), s.c.survey_state.is_distinct_from("c")
     )
-    wanted = exists().where(
-        w.c.survey_id == INVENTORY.c.survey_id, w.c.product_id == INVENTORY.c.product_id
-    )
-    deleted = int(
-        conn.execute(
-            delete(INVENTORY).where(in_staged(conn, INVENTORY.c.survey_id, old_surveys), ~wanted)
-        ).rowcount
-    )
+    if not conn.execute(select(old_surveys.exists())).scalar_one():
+        deleted = 0
+    else:
+        wanted = exists().where(
+            w.c.survey_id == INVENTORY.c.survey_id, w.c.product_id == INVENTORY.c.product_id
+        )
+        deleted = int(
+            conn.execute(
+                delete(INVENTORY).where(
+                    in_staged(conn, INVENTORY.c.survey_id, old_surveys), ~wanted
+                )
+            ).rowcount
+        )
+        if staged:
+            # Compare first, so an unchanged line is read, not locked. A correlated lookup,
+            # one index probe per staged line (a line without a stored one gets NULL): as a
+            # join, the planner hashed every stored line of the table for each chunk.
+            stored = select(INVENTORY.c.quantity == w.c.quantity).where(
+                INVENTORY.c.survey_id == w.c.survey_id, INVENTORY.c.product_id == w.c.product_id
+            )
+            conn.execute(
+                update(w).values(same=stored.scalar_subquery()).where(w.c.survey_id.isnot(None))
+            )
     if not staged:
         return InventoryWrite(deleted)
-    stored = and_(INVENTORY.c.survey_id == w.c.survey_id, INVENTORY.c.product_id == w.c.product_id)
-    # A join (UPDATE … FROM): a line with no stored line keeps `same` NULL.
-    conn.execute(
-        update(w)
-        .values(same=INVENTORY.c.quantity == w.c.quantity)
-        .where(stored, s.c.survey_id == w.c.survey_id, s.c.survey_state.is_distinct_from("c"))
-    )
     upsert = upsert_into(conn, INVENTORY).from_select(
         ["survey_id", "product_id", "quantity"],
         select(w.c.survey_id, w.c.product_id, w.c.quantity)

@@ -6,7 +6,7 @@ stored is not written.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, exists, select, update
 
 from pledgeflow.writers.dialects import created_flag, record_written, upsert_into
 from pledgeflow.writers.guards import differs
@@ -23,12 +23,14 @@ def write_surveys(conn: Connection) -> None:
     stored = SURVEY.c.pledge_id == s.c.id
     same = ~differs(SURVEY.c, s.c, SURVEY_COMPARED)
     # One join (UPDATE … FROM) reads each stored survey once for both columns; a held pledge
-    # without a survey keeps both NULL.
-    conn.execute(
-        update(s)
-        .values(survey_id=SURVEY.c.id, survey_same=same)
-        .where(stored, s.c.id.isnot(None), s.c.state.is_distinct_from("c"))
-    )
+    # without a survey keeps both NULL. Where the chunk created every pledge it holds (a first
+    # import) no survey can be stored: one look at the stage spares the join, whose plan may
+    # hash every stored survey.
+    existed = s.c.id.isnot(None), s.c.state.is_distinct_from("c")
+    if conn.execute(select(exists().where(*existed))).scalar_one():
+        conn.execute(
+            update(s).values(survey_id=SURVEY.c.id, survey_same=same).where(stored, *existed)
+        )
     upsert = upsert_into(conn, SURVEY).from_select(
         ["pledge_id", *SURVEY_COMPARED],
         select(s.c.id, *(s.c[c] for c in SURVEY_COMPARED))
