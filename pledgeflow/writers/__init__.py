@@ -8,7 +8,8 @@ the caller's transaction. Each writer's module states its conflict rule; `positi
 the position rule backers and pledges obey, `dialects` the few things the two dialects say
 differently. Every writer leaves a row equal to what is stored unwritten, takes row locks in
 key order so that concurrent chunks cannot deadlock, and records on the staged rows what it
-did, from which the created / updated / unchanged counts and keys are read.
+did (the inventory, which no later writer reads, returns its written keys instead), from which
+the created / updated / unchanged counts and keys are read.
 """
 
 from pledgeflow.writers.chunk import write_chunk
