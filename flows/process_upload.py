@@ -8,7 +8,9 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 from prefect import Flow, State, flow
 
+from pledgeflow.heartbeats import stop_joining_heartbeats
 from pledgeflow.parameters import MappingParameter, RowFraction, UploadId, titled
+from pledgeflow.run_imports import load_run_modules
 from pledgeflow.runners import chunk_task_runner
 from pledgeflow.status import UploadResult
 from tasks.chunks import run_chunk_tasks
@@ -23,6 +25,11 @@ from tasks.uploads import conclude_upload, run_outcome
 
 P = ParamSpec("P")
 R = TypeVar("R")
+# Every flow that imports an upload is defined here or imports this module: what its runs would
+# load in the middle of their first run is loaded with them, and no run's end waits for its
+# heartbeat thread (pledgeflow/run_imports.py, pledgeflow/heartbeats.py).
+load_run_modules()
+stop_joining_heartbeats()
 
 
 def upload_flow(name: str, run_name: str | None = None) -> Callable[[Callable[P, R]], Flow[P, R]]:
