@@ -98,6 +98,12 @@ def run_chunk_tasks(plan: UploadPlan, *, dry_run: bool = False) -> None:
         )
         for _ in as_completed(list(futures)):
             progress.advance()
+    for future in futures:
+        # Takes the final state the task run returned in this process; without it, `state`
+        # asked the Prefect API for each chunk's task run, which the server may not have
+        # recorded yet (it records task runs from events): a 404, read as Pending, hid a
+        # failed chunk task.
+        future.wait()
     failed = {
         chunk_id: future.state.message or ""
         for chunk_id, future in zip(plan.chunk_ids, futures, strict=True)

@@ -10,11 +10,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 from prefect import flow_engine
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from sqlalchemy.engine import Engine
 
 import flows.process_upload  # noqa: F401 - what it does on import is under test
 from pledgeflow.run_imports import RUN_MODULES
+from pledgeflow.staging import stage_file
+from pledgeflow_bench.exports import backers, render
+from tests.helpers import write_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,3 +84,37 @@ def test_a_runs_end_does_not_wait_for_its_heartbeat_thread_which_stops_by_itself
         thread.join(timeout=5)
     assert not any(t.is_alive() for t in beating)
     assert engine.beats == 1  # stopped without beating again
+
+
+def test_an_upload_run_reads_no_task_run_back_and_updates_progress_once_per_chunk(
+    db: Engine, prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.process_upload import process_upload
+
+    path = write_file(tmp_path, "backers.csv", render("2020", backers(30)))
+    upload_id = stage_file(path, shop="shop.example.com", project="Campaign", chunk_size=10)
+    requests: list[tuple[str, str]] = []
+    send = httpx.AsyncClient.send
+
+    async def recording(self: httpx.AsyncClient, request: httpx.Request, **kw: Any) -> Any:
+        requests.append((request.method, request.url.path))
+        return await send(self, request, **kw)
+
+    send_sync = httpx.Client.send
+
+    def recording_sync(self: httpx.Client, request: httpx.Request, **kw: Any) -> Any:
+        requests.append((request.method, request.url.path))
+        return send_sync(self, request, **kw)
+
+    # Observed, not replaced: every request still reaches the test harness's server.
+    monkeypatch.setattr(httpx.AsyncClient, "send", recording)
+    monkeypatch.setattr(httpx.Client, "send", recording_sync)
+    state = process_upload(upload_id, return_state=True)
+    assert state.is_completed(), state.message
+    # Each chunk task's final state is taken from its future, not read back from the API
+    # (which may not have recorded the task run yet).
+    assert not [r for r in requests if r[0] == "GET" and "/task_runs/" in r[1]], requests
+    # The progress artifact is created with the counters, then moves once per chunk.
+    artifacts = [r for r in requests if r[1].rstrip("/").endswith("/artifacts")]
+    updates = [r for r in requests if r[0] == "PATCH" and "/artifacts/" in r[1]]
+    assert (len(artifacts), len(updates)) == (2, 3), requests  # progress and summary
