@@ -7,8 +7,11 @@ its status and how its rows are written are elsewhere (`chunks`, `status`, `writ
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import Connection, Text, cast, select
 
 from pledgeflow.dates import DateColumn
 from pledgeflow.failures import ChunkDataError
@@ -17,6 +20,7 @@ from pledgeflow.writers.stages import StagedCopies
 from schemas.layout import Layout
 from schemas.mappings import ColumnMapping, MappingError
 from schemas.platforms import UnknownLayoutError, UnsupportedPlatformError, resolve_layout
+from schemas.tables import CsvUploadChunk
 
 MALFORMED = "chunk data must be {headers: [...], rows: [...]}"
 
@@ -50,6 +54,17 @@ def answers_by_value(stats: dict[str, Any] | None) -> list[int]:
     """The item columns `start_upload` found holding other values than quantities."""
     found = ((stats or {}).get("detection") or {}).get("answer_columns_by_value") or []
     return [int(index) for index in found]
+
+
+def read_chunk_data(conn: Connection, chunk_id: int) -> object:
+    """A chunk's stored JSON, decoded; None when there is no such chunk (or no data).
+
+    Read as its text and decoded with the json module here, rather than by the driver's JSON
+    loader: the same values (integers of any size stay exact), for about a sixth less CPU
+    (the loader decodes bytes, which the json module first turns into text itself). orjson,
+    measured too, decoded a chunk no faster (10,000 rows, 34 columns of short text)."""
+    text = conn.scalar(select(cast(CsvUploadChunk.data, Text)).where(CsvUploadChunk.id == chunk_id))
+    return None if text is None else json.loads(text)
 
 
 def chunk_table(data: object) -> tuple[list[Any], list[Any]]:

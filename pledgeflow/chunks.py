@@ -20,7 +20,7 @@ from pledgeflow.chunk_digest import (
     data_digest_column,
     inputs_digest,
 )
-from pledgeflow.chunk_rows import ChunkRows, answers_by_value, map_chunk
+from pledgeflow.chunk_rows import ChunkRows, answers_by_value, map_chunk, read_chunk_data
 from pledgeflow.chunk_skip import skip_unchanged
 from pledgeflow.collector import freeze_loaded_objects
 from pledgeflow.counters import refresh_upload_counters
@@ -200,7 +200,7 @@ def _import_claimed(chunk_id: int, started: float) -> ChunkSummary:
 
     def mapped() -> ChunkRows:
         with engine.connect() as conn:
-            data = conn.scalar(select(CsvUploadChunk.data).where(CsvUploadChunk.id == chunk_id))
+            data = read_chunk_data(conn, chunk_id)
         return map_chunk(
             data,
             chunk.platform,

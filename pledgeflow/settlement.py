@@ -26,7 +26,7 @@ import numpy as np
 from sqlalchemy import Connection, Row, exists, func, select, update
 
 from pledgeflow.chunk_digest import as_data_digest, chunk_inputs, data_digest_column, inputs_digest
-from pledgeflow.chunk_rows import answers_by_value, chunk_layout
+from pledgeflow.chunk_rows import answers_by_value, chunk_layout, read_chunk_data
 from pledgeflow.collector import gc_paused
 from pledgeflow.database import get_engine, transaction
 from pledgeflow.dates import DateColumn
@@ -129,7 +129,7 @@ def _chunks(conn: Connection, upload_id: int) -> list[_Chunk]:
 
 def _records(conn: Connection, chunk: _Chunk) -> Iterator[tuple[int, list[str], Sequence[Any]]]:
     """(data-row number, headers, record) of every row of a chunk."""
-    data = conn.scalar(select(CsvUploadChunk.data).where(CsvUploadChunk.id == chunk.id))
+    data = read_chunk_data(conn, chunk.id)
     headers = data.get("headers") if isinstance(data, dict) else None
     rows = data.get("rows") if isinstance(data, dict) else None
     if not isinstance(headers, list) or not isinstance(rows, list):

@@ -608,50 +608,62 @@ def _inventory(
 ) -> pd.DataFrame:
     """Quantities above zero of each winning row, per (kind, product_key); an add-on and an
     item of the same name count the same goods, so the line takes the larger of the two. Named
-    items (Indiegogo) count one unit per `Item Name` cell, summed where a row names one twice."""
-    keys = pd.Series(pledges["pledge_key"].to_numpy(), index=pledges["source_row"].to_numpy())
-    cells = quantities[quantities["row"].isin(keys.index)]
+    items (Indiegogo) count one unit per `Item Name` cell, summed where a row names one twice.
+
+    Lines are grouped by integer codes (the pledge's position, the product's code) and only
+    the lines kept become text: the cells of quantity 0 (about half) and of rows a later row
+    of the chunk supersedes never leave Arrow."""
+    winners = pd.Index(pledges["source_row"].to_numpy(dtype="int64"))
     # A quantity column holds a handful of distinct cells: convert each once.
-    qty = per_distinct(cells["value"], lambda cell: int(cell.strip() or "0"), 0, "int64")
-    named = named[named["row"].isin(keys.index)]
+    qty = per_distinct(quantities["value"], lambda cell: int(cell.strip() or "0"), 0, "int64")
+    pledge_at = winners.get_indexer(quantities["row"].to_numpy(dtype="int64"))
+    kept = (qty > 0) & (pledge_at >= 0)
+    named = named[named["row"].isin(winners)]
     units = named.groupby(["row", "product"], sort=False).size()
     unit_products = [product_of(name, addons) for name in units.index.get_level_values("product")]
+    kinds = np.concatenate(
+        [
+            quantities["product_kind"].to_numpy(dtype=object)[kept],
+            np.array([kind for kind, _ in unit_products], dtype=object),
+        ]
+    )
+    keys = np.concatenate(
+        [
+            quantities["product_key"].to_numpy(dtype=object)[kept],
+            np.array([key for _, key in unit_products], dtype=object),
+        ]
+    )
+    kind_codes, kind_names = pd.factorize(kinds)
+    key_codes, key_names = pd.factorize(keys)
     lines = pd.DataFrame(
         {
-            "pledge_key": np.concatenate(
+            "pledge": np.concatenate(
                 [
-                    keys.loc[cells["row"]].to_numpy(dtype=object),
-                    keys.loc[units.index.get_level_values("row")].to_numpy(dtype=object),
+                    pledge_at[kept],
+                    winners.get_indexer(units.index.get_level_values("row")),
                 ]
-            ),
-            "product_kind": np.concatenate(
-                [
-                    cells["product_kind"].to_numpy(dtype=object),
-                    np.array([kind for kind, _ in unit_products], dtype=object),
-                ]
-            ),
-            "product_key": np.concatenate(
-                [
-                    cells["product_key"].to_numpy(dtype=object),
-                    np.array([key for _, key in unit_products], dtype=object),
-                ]
-            ),
-            "quantity": np.concatenate([qty, units.to_numpy(dtype="int64")]),
+            ).astype("int64"),
+            "kind": kind_codes.astype("int64"),
+            "key": key_codes.astype("int64"),
+            "quantity": np.concatenate([qty[kept], units.to_numpy(dtype="int64")]),
         }
     )
-    owed = lines[lines["quantity"] > 0].groupby(
-        ["pledge_key", "product_kind", "product_key"], sort=True
+    owed = lines[lines["quantity"] > 0].groupby(["pledge", "kind", "key"], sort=False)
+    best = owed["quantity"].max().reset_index()
+    pledge_keys = pledges["pledge_key"].to_numpy(dtype=object)
+    out = pd.DataFrame(
+        {
+            "pledge_key": pd.array(pledge_keys[best["pledge"].to_numpy()], dtype="str"),
+            "product_kind": pd.array(
+                np.asarray(kind_names, dtype=object)[best["kind"].to_numpy()], dtype="str"
+            ),
+            "product_key": pd.array(
+                np.asarray(key_names, dtype=object)[best["key"].to_numpy()], dtype="str"
+            ),
+            "quantity": best["quantity"].to_numpy(dtype="int64"),
+        }
     )
-    return (
-        owed["quantity"]
-        .max()
-        .reset_index()
-        .astype(
-            {
-                "pledge_key": "str",
-                "product_kind": "str",
-                "product_key": "str",
-                "quantity": "int64",
-            }
-        )
+    # In the order grouping by the text itself gave (sorted by pledge, kind, product).
+    return out.sort_values(
+        ["pledge_key", "product_kind", "product_key"], kind="stable", ignore_index=True
     )
