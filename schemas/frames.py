@@ -8,8 +8,13 @@ the contracts of the frames the upserts receive.
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from pandera import dtypes
+from pandera.engines import pandas_engine
 from pandera.typing import Series
 
 from pledgeflow.dates import ACCEPTED_SHORT
@@ -33,16 +38,34 @@ REASON_CODES: dict[str, str] = {
 }
 
 
+@pandas_engine.Engine.register_dtype
+@dtypes.immutable(init=True)
+class Text(pandas_engine.STRING):
+    """Text cells: what `Series[str]` resolves to (pandas' `str` dtype), with its verdict on a
+    column that passes given as one True.
+
+    pandera's own answers a column of the right dtype with one True per cell, which it then
+    reduces and turns into an (empty) table of failure cases: a 10,000-cell column took 1.1 ms
+    to validate, 0.35 ms with this, and a chunk validates about 30 text columns, some of them
+    70,000 cells long. A failing verdict stays as pandera gave it (same errors, same cases)."""
+
+    def check(self, pandera_dtype: Any, data_container: Any = None) -> Any:
+        verdict: Any = super().check(pandera_dtype, data_container)
+        if not isinstance(verdict, bool) and bool(np.all(verdict)):
+            return True
+        return verdict
+
+
 class SourceRows(pa.DataFrameModel):
     """One row per source record, canonical fields as text; index is the file's data-row number."""
 
-    pledge_key: Series[str]
-    email: Series[str]
-    amount: Series[str]
-    shipping_amount: Series[str]
-    reward_minimum: Series[str]
-    pledged_at: Series[str]
-    responded_at: Series[str]
+    pledge_key: Series[Text]
+    email: Series[Text]
+    amount: Series[Text]
+    shipping_amount: Series[Text]
+    reward_minimum: Series[Text]
+    pledged_at: Series[Text]
+    responded_at: Series[Text]
 
     class Config:
         strict = False
@@ -64,8 +87,8 @@ class QuantityCells(pa.DataFrameModel):
     """Add-on and item quantity cells in long form: one row per (source row, column)."""
 
     row: Series[int]
-    header: Series[str]
-    value: Series[str]
+    header: Series[Text]
+    value: Series[Text]
 
     @pa.check("value", name="invalid_quantity")
     def _whole_number(cls, cells: Series[str]) -> pd.Series:
@@ -75,11 +98,11 @@ class QuantityCells(pa.DataFrameModel):
 class BackerFrame(pa.DataFrameModel):
     """Backers of a chunk, one per email (the latest row's details)."""
 
-    email: Series[str] = pa.Field(unique=True, str_length={"min_value": 3})
-    name: Series[str] = pa.Field(nullable=True)
-    phone: Series[str] = pa.Field(nullable=True)
-    country: Series[str] = pa.Field(nullable=True)
-    external_id: Series[str] = pa.Field(nullable=True)
+    email: Series[Text] = pa.Field(unique=True, str_length={"min_value": 3})
+    name: Series[Text] = pa.Field(nullable=True)
+    phone: Series[Text] = pa.Field(nullable=True)
+    country: Series[Text] = pa.Field(nullable=True)
+    external_id: Series[Text] = pa.Field(nullable=True)
     source_row: Series[int] = pa.Field(ge=1)
 
 
@@ -87,12 +110,12 @@ class ProductFrame(pa.DataFrameModel):
     """Products a chunk references, one per (kind, product_key): the platform's id, else the
     trimmed name."""
 
-    kind: Series[str] = pa.Field(isin=["reward", "addon", "item"])
-    product_key: Series[str]
-    name: Series[str]
-    external_id: Series[str] = pa.Field(nullable=True)
+    kind: Series[Text] = pa.Field(isin=["reward", "addon", "item"])
+    product_key: Series[Text]
+    name: Series[Text]
+    external_id: Series[Text] = pa.Field(nullable=True)
     price: Series[object] = pa.Field(nullable=True)
-    currency: Series[str] = pa.Field(nullable=True, str_length=3)
+    currency: Series[Text] = pa.Field(nullable=True, str_length=3)
 
     class Config:
         unique = ["kind", "product_key"]
@@ -101,14 +124,14 @@ class ProductFrame(pa.DataFrameModel):
 class PledgeFrame(pa.DataFrameModel):
     """Pledges of a chunk, one per pledge key (the latest row wins)."""
 
-    pledge_key: Series[str] = pa.Field(unique=True)
-    email: Series[str]
+    pledge_key: Series[Text] = pa.Field(unique=True)
+    email: Series[Text]
     # The product_key of the pledge's reward tier (a `reward` product), if it has one.
-    product_key: Series[str] = pa.Field(nullable=True)
+    product_key: Series[Text] = pa.Field(nullable=True)
     amount: Series[object] = pa.Field(nullable=True)
     shipping_amount: Series[object] = pa.Field(nullable=True)
-    currency: Series[str] = pa.Field(nullable=True, str_length=3)
-    status: Series[str] = pa.Field(nullable=True)
+    currency: Series[Text] = pa.Field(nullable=True, str_length=3)
+    status: Series[Text] = pa.Field(nullable=True)
     pledged_at: Series[pd.DatetimeTZDtype] = pa.Field(
         nullable=True, dtype_kwargs={"unit": "us", "tz": "UTC"}
     )
@@ -118,7 +141,7 @@ class PledgeFrame(pa.DataFrameModel):
 class SurveyFrame(pa.DataFrameModel):
     """One survey per pledge: shipping address and every unmapped source value."""
 
-    pledge_key: Series[str] = pa.Field(unique=True)
+    pledge_key: Series[Text] = pa.Field(unique=True)
     responded_at: Series[pd.DatetimeTZDtype] = pa.Field(
         nullable=True, dtype_kwargs={"unit": "us", "tz": "UTC"}
     )
@@ -128,9 +151,9 @@ class SurveyFrame(pa.DataFrameModel):
 class InventoryFrame(pa.DataFrameModel):
     """Quantities above zero owed to each pledge, per product."""
 
-    pledge_key: Series[str]
-    product_kind: Series[str] = pa.Field(isin=["addon", "item"])
-    product_key: Series[str]
+    pledge_key: Series[Text]
+    product_kind: Series[Text] = pa.Field(isin=["addon", "item"])
+    product_key: Series[Text]
     quantity: Series[int] = pa.Field(ge=1)
 
     class Config:
