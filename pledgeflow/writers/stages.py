@@ -9,15 +9,19 @@ the same statements on every dialect (`pledgeflow.writers`).
 
 from __future__ import annotations
 
+import codecs
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg.abc import Buffer
 from psycopg.copy import LibpqWriter
 from sqlalchemy import (
@@ -196,13 +200,16 @@ def load_stages(
                 conn.execute(insert(stage), records)
         return sizes, None
     data: dict[str, bytes] = {}
+    encoding = codecs.lookup(copy_encoding(conn)).name
     with _psycopg(conn).cursor() as cursor:
         for stage in STAGES:
             kept = bytearray() if keep else None
             frame = staged[stage.name]
             if stage is STAGE_PLEDGE:  # a frame of its own (`_pledges_with_surveys`)
                 frame["answers"] = [None if a is None else dumps_json(a) for a in frame["answers"]]
-            copy_rows(cursor, stage, _values(frame, loaded_columns(stage)), kept)
+            columns = loaded_columns(stage)
+            text = copy_text(frame, columns) if encoding == "utf-8" else None
+            copy_rows(cursor, stage, _values(frame, columns) if text is None else text, kept)
             if kept is not None:
                 data[str(stage.name)] = bytes(kept)
     return sizes, StagedCopies(data, sizes) if keep else None
@@ -255,6 +262,96 @@ def _values(frame: pd.DataFrame, columns: Sequence[str]) -> Iterable[tuple[Any, 
             values[missing] = None
         lists.append(values.tolist())
     return zip(*lists, strict=True)
+
+
+# What COPY's text format escapes, and how (psycopg's own table): the backslash first, so that
+# the backslashes the others put in are not escaped again.
+COPY_ESCAPES = (
+    ("\\", "\\\\"),
+    ("\b", "\\b"),
+    ("\t", "\\t"),
+    ("\n", "\\n"),
+    ("\v", "\\v"),
+    ("\f", "\\f"),
+    ("\r", "\\r"),
+)
+_EMPTY = pa.scalar("", pa.large_string())
+# The bytes of COPY_ESCAPES' characters, as a table over byte values.
+_ESCAPED_BYTES = np.zeros(256, dtype=bool)
+_ESCAPED_BYTES[list(b"\\\b\t\n\v\f\r")] = True
+
+
+def copy_text(frame: pd.DataFrame, columns: Sequence[str]) -> bytes | None:
+    """The COPY data (text format, UTF-8) of `frame`'s rows, built a column at a time by
+    Arrow's string kernels: the bytes psycopg's `write_row` sends for the same rows, without a
+    Python call per row and cell. None when a column holds values this does not format (the
+    rows then go by `write_row`).
+
+    Text is escaped as psycopg escapes it, a missing value is `\\N`, numbers and Decimals are
+    their `str`, timestamps ISO text in UTC (`_values`)."""
+    if frame.empty:
+        return b""
+    texts = []
+    for name in columns:
+        column = _column_text(frame[name])
+        if column is None:
+            return None
+        if _needs_escape(column):
+            for char, escaped in COPY_ESCAPES:
+                column = pc.replace_substring(column, char, escaped)
+        texts.append(pc.fill_null(column, "\\N"))
+    rows = pc.binary_join_element_wise(*texts, pa.scalar("\t", pa.large_string()))
+    # Each row and its newline, which Arrow lays end to end in one buffer: the COPY data.
+    lines = pc.binary_join_element_wise(rows, _EMPTY, pa.scalar("\n", pa.large_string()))
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
+    start, end = offsets[lines.offset], offsets[lines.offset + len(lines)]
+    return memoryview(lines.buffers()[2])[start:end].tobytes()
+
+
+def _needs_escape(text: pa.Array) -> bool:
+    """Whether any value of `text` holds a character COPY escapes: one table lookup per byte of
+    its data (all of it, also bytes of values sliced away: escaping those is never wrong)."""
+    data = text.buffers()[2]
+    return data is not None and bool(_ESCAPED_BYTES[np.frombuffer(data, dtype=np.uint8)].any())
+
+
+def _column_text(column: pd.Series) -> pa.Array | None:
+    """A column as Arrow text, null where missing; None for values `copy_text` does not take."""
+    missing = column.isna().to_numpy()
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        utc = column.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]")
+        iso = np.datetime_as_string(utc, unit="us", timezone="UTC")
+        return pa.array(iso, type=pa.large_string(), mask=missing)
+    if isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow":
+        text = pa.array(column.array)
+        if isinstance(text, pa.ChunkedArray):
+            text = text.combine_chunks()
+        return pc.cast(text, pa.large_string())
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iu":
+        return pc.cast(pa.array(column.to_numpy()), pa.large_string())
+    if column.dtype != object:
+        return None
+    values = column.to_numpy(dtype=object)
+    try:  # text with None (or NaN) where missing, in one conversion
+        return pa.array(values, type=pa.large_string(), from_pandas=True, mask=missing)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        pass
+    # Other objects (Decimal amounts): each distinct value formatted once.
+    codes, uniques = pd.factorize(values)
+    formatted = []
+    for value in uniques.tolist():
+        if not _formats(value):
+            return None
+        formatted.append(str(value))
+    distinct = pa.array(formatted, type=pa.large_string())
+    return distinct.take(pa.array(codes, mask=(codes < 0) | missing))
+
+
+def _formats(value: object) -> bool:
+    """Whether `copy_text` writes `value` as its `str`, as psycopg's text dumpers do."""
+    if isinstance(value, Decimal):
+        return value.is_finite()
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def _sanitized(exc: psycopg.Error, what: str) -> StatementError:
