@@ -155,10 +155,8 @@ def start_upload(
         upload = conn.execute(select(UPLOAD).where(UPLOAD.c.id == upload_id)).first()
         if upload is None:
             raise UploadNotFoundError(upload_id)
-        # The header row alone: the whole first chunk (3 MB of JSON at 10,000 rows) was read
-        # and decoded for it.
-        headers = conn.execute(
-            select(CsvUploadChunk.data["headers"])
+        first = conn.execute(
+            select(CsvUploadChunk.data)
             .where(CsvUploadChunk.upload_id == upload_id)
             .order_by(CsvUploadChunk.chunk_index)
             .limit(1)
@@ -169,6 +167,7 @@ def start_upload(
             platform=upload.platform,
             upload_key=upload_key(upload_id, upload.created_at),
         )
+        headers = (first or {}).get("headers") if isinstance(first, dict) else None
         wanted = mapping if mapping is not None else upload.mapping
         earlier = (upload.stats or {}).get("detection") or {}
         # A platform an earlier run detected (and stored) is detected again, not "forced".
