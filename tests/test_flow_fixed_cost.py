@@ -73,13 +73,12 @@ def test_a_runs_end_does_not_wait_for_its_heartbeat_thread_which_stops_by_itself
         context = flow_engine._send_heartbeats(engine)  # type: ignore[arg-type]  # a stand-in
         context.__enter__()
         time.sleep(0.2)  # the thread has beaten once and sleeps in 1 s steps
-        started = time.perf_counter()
         context.__exit__(None, None, None)
-        waited = time.perf_counter() - started
-    # Joined, the exit took the rest of the thread's 1 s step (0.8 s here).
-    assert waited < 0.4, waited
+        # Not joined: the thread is still in its 1 s step when the run's context is left
+        # (joined, as by Prefect's own context, the exit waits for it to end: 0.8 s here).
+        beating = [t for t in threading.enumerate() if t not in before]
+        assert beating and all(t.is_alive() for t in beating)
     assert engine.beats == 1
-    beating = [t for t in threading.enumerate() if t not in before]
     for thread in beating:
         thread.join(timeout=5)
     assert not any(t.is_alive() for t in beating)
