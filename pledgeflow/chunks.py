@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, Row, select
 from sqlalchemy.exc import DBAPIError
 
+from pledgeflow.allocators import release_freed_memory, tune_allocators
 from pledgeflow.chunk_digest import (
     as_data_digest,
     chunk_digest,
@@ -79,6 +80,7 @@ def process_chunk(chunk_id: int, owner: str | None = None) -> ChunkSummary:
     """
     owner = owner or local_owner()
     freeze_loaded_objects()
+    tune_allocators()
     try:
         return transient_retrying()(_claim_and_import, chunk_id, owner)
     except (ChunkDataError, ChunkBusyError):
@@ -89,6 +91,9 @@ def process_chunk(chunk_id: int, owner: str | None = None) -> ChunkSummary:
         if is_transient(exc):
             raise  # the original type tells Prefect and the logs what happened
         raise ChunkDataError(code, message) from exc
+    finally:
+        # The chunk's rows, frames and COPY data are freed: return them before the next.
+        release_freed_memory()
 
 
 def _claim_and_import(chunk_id: int, owner: str) -> ChunkSummary:

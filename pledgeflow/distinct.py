@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,11 +83,11 @@ def _unpack(packed: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(packed), dtype="<u8")
 
 
-def _distinct(packed: list[str]) -> np.ndarray:
-    """The distinct digests of several packed lists, sorted."""
-    if not packed:
+def _distinct(parts: list[np.ndarray]) -> np.ndarray:
+    """The distinct digests of several unpacked lists, sorted."""
+    if not parts:
         return np.empty(0, np.uint64)
-    every = np.concatenate([_unpack(p) for p in packed])  # a new array, sorted in place
+    every = np.concatenate(parts)  # a new array, sorted in place
     every.sort()
     if len(every) < 2:
         return every
@@ -95,6 +95,35 @@ def _distinct(packed: list[str]) -> np.ndarray:
     first[0] = True
     np.not_equal(every[1:], every[:-1], out=first[1:])
     return every[first]
+
+
+def packed_size(packed: str) -> int:
+    """How many digests a packed list holds, without unpacking it."""
+    return (len(packed) // 4 * 3 - packed[-2:].count("=")) // 8 if packed else 0
+
+
+# The most digests unpacked at once while counting (16 MB, and as much again while they are
+# sorted): above it, the digests are counted in passes over ranges of their values, each pass
+# reading every chunk's packed lists again. A key's digest falls in one range, so each range's
+# distinct counts add up to the whole's; memory stays the same whatever the upload's size.
+PASS_DIGESTS = 1 << 21
+
+
+def digest_ranges(total: int, per_pass: int | None = None) -> list[tuple[int, int | None]]:
+    """The ranges [low, high) of digest values (high None: to the top) that passes over
+    `total` digests count, so that each pass unpacks about `per_pass` of them."""
+    passes = max(1, -(-total // (per_pass or PASS_DIGESTS)))
+    edges = [(i << 64) // passes for i in range(passes)]
+    return [(low, high) for low, high in zip(edges, [*edges[1:], None], strict=True)]
+
+
+def _in_range(digests: np.ndarray, low: int, high: int | None) -> np.ndarray:
+    if low == 0 and high is None:
+        return digests
+    kept = digests >= np.uint64(low)
+    if high is not None:
+        kept &= digests < np.uint64(high)
+    return digests[kept]
 
 
 def all_unchanged(keys: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
@@ -107,14 +136,26 @@ def all_unchanged(keys: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, 
     return out
 
 
+# Every completed chunk's packed keys, read anew for each pass (`DistinctCounts.counts`): for
+# each chunk, its index and its stats' "keys".
+KeyReader = Callable[[], Iterable[tuple[int, Mapping[str, Mapping[str, str]]]]]
+
+
 @dataclass
 class DistinctCounts:
-    """Per-table distinct counts over the chunks added to it."""
+    """Per-table distinct counts over the chunks added to it.
+
+    A chunk's keys are held as packed (`add_chunk`), or left where they are stored and read
+    again by the `KeyReader` given to `counts` (`add_stored`): what an upload of 1,000,000 rows
+    reports is ~60 MB of packed text, more than one pass should hold."""
 
     tables: Iterable[str]
-    # Packed as the chunks reported them: unpacked one table at a time (`counts`).
+    # Packed as the chunks reported them: unpacked in passes (`counts`).
     _digests: dict[str, dict[str, list[str]]] = field(init=False)
     _summed: dict[str, dict[str, int]] = field(init=False)
+    # The tables whose keys each stored chunk (by index) reported, and how many keys in all.
+    _stored: dict[int, frozenset[str]] = field(init=False)
+    _size: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.tables = tuple(self.tables)
@@ -122,41 +163,80 @@ class DistinctCounts:
         self._summed = {
             t: {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0} for t in self.tables
         }
+        self._stored = {}
 
     def add_chunk(self, stats: Mapping[str, Any]) -> None:
         """Add one completed chunk's stats: its keys where it reported them, else its counts
         (a chunk completed before keys were reported is summed as it always was)."""
         keys = stats.get("keys") or {}
+        for table in self._counted(stats, keys):
+            for outcome in OUTCOMES:
+                self._digests[table][outcome].append(keys[table][outcome])
+                self._size += packed_size(keys[table][outcome])
+
+    def add_stored(
+        self, chunk_index: int, stats: Mapping[str, Any], sizes: Mapping[str, int]
+    ) -> None:
+        """Add one completed chunk's stats whose keys stay stored: `sizes` says how many keys
+        it reported for each table (none: its counts are summed); `counts` reads them."""
+        counted = self._counted(stats, sizes)
+        self._stored[chunk_index] = frozenset(counted)
+        self._size += sum(sizes[table] for table in counted)
+
+    def _counted(self, stats: Mapping[str, Any], keyed: Mapping[str, Any]) -> list[str]:
+        """The chunk's tables counted by their keys; the others' counts are summed here."""
+        counted = []
         for table, counts in (stats.get("tables") or {}).items():
             if table not in self._summed:
                 continue
             self._summed[table]["deleted"] += counts.get("deleted", 0)
-            if table in keys:
-                for outcome in OUTCOMES:
-                    self._digests[table][outcome].append(keys[table][outcome])
+            if table in keyed:
+                counted.append(table)
             else:
                 for outcome in OUTCOMES:
                     self._summed[table][outcome] += counts.get(outcome, 0)
+        return counted
 
-    def counts(self) -> dict[str, dict[str, int]]:
+    def counts(self, stored: KeyReader | None = None) -> dict[str, dict[str, int]]:
         """created / updated / unchanged / deleted per table, each row counted once.
 
-        One table's digests are unpacked at a time and each outcome's made distinct by sorting
-        them in place: at 300,000 rows (~1.9 million keys) all unpacked at once, then copied by
-        `np.unique`, took ~75 MB at the end of an import."""
-        out = {}
-        for table in self.tables:
-            parts = self._digests[table]
-            created, updated, unchanged = (_distinct(parts[o]) for o in OUTCOMES)
-            updated = np.setdiff1d(updated, created, assume_unique=True)
-            unchanged = np.setdiff1d(
-                np.setdiff1d(unchanged, created, assume_unique=True), updated, assume_unique=True
-            )
-            summed = self._summed[table]
-            out[table] = {
-                "created": summed["created"] + len(created),
-                "updated": summed["updated"] + len(updated),
-                "unchanged": summed["unchanged"] + len(unchanged),
-                "deleted": summed["deleted"],
+        The digests are unpacked in passes over ranges of their values (`digest_ranges`), and
+        in each pass each table's outcomes made distinct by sorting them in place: at 300,000
+        rows (~1.9 million keys) all unpacked at once, then copied by `np.unique`, took ~75 MB
+        at the end of an import, and what the chunks' stats held grew with the upload."""
+        if self._stored and stored is None:
+            raise ValueError("chunks whose keys stay stored need a reader of them")
+        found = {t: dict.fromkeys(OUTCOMES, 0) for t in self.tables}
+        for low, high in digest_ranges(self._size):
+            parts: dict[str, dict[str, list[np.ndarray]]] = {
+                t: {o: [] for o in OUTCOMES} for t in self.tables
             }
-        return out
+            for table in self.tables:
+                for outcome in OUTCOMES:
+                    parts[table][outcome] = [
+                        _in_range(_unpack(p), low, high) for p in self._digests[table][outcome]
+                    ]
+            if stored is not None and self._stored:
+                for index, keys in stored():
+                    for table in self._stored.get(index, ()):
+                        for outcome in OUTCOMES:
+                            digests = _unpack(keys[table][outcome])
+                            parts[table][outcome].append(_in_range(digests, low, high))
+            for table in self.tables:
+                created, updated, unchanged = (_distinct(parts[table][o]) for o in OUTCOMES)
+                parts[table] = {}  # this table's digests are counted: free them
+                updated = np.setdiff1d(updated, created, assume_unique=True)
+                unchanged = np.setdiff1d(
+                    np.setdiff1d(unchanged, created, assume_unique=True),
+                    updated,
+                    assume_unique=True,
+                )
+                for outcome, distinct in zip(OUTCOMES, (created, updated, unchanged), strict=True):
+                    found[table][outcome] += len(distinct)
+        return {
+            table: {
+                **{o: self._summed[table][o] + found[table][o] for o in OUTCOMES},
+                "deleted": self._summed[table]["deleted"],
+            }
+            for table in self.tables
+        }

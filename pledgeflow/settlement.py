@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, Row, exists, func, select, update
 
+from pledgeflow.allocators import release_freed_memory
 from pledgeflow.chunk_digest import as_data_digest, chunk_inputs, data_digest_column, inputs_digest
 from pledgeflow.chunk_rows import answers_by_value, chunk_layout, read_chunk_data
 from pledgeflow.collector import gc_paused
@@ -277,6 +278,8 @@ def settle_upload(
         chunks_currency = upload.currency or (None if dry_run else currency)
         known = _known_rejections(conn, upload_id, upload, chunks, chunks_currency)
         superseded = _superseded(conn, chunks, layout, dates or {}, keys, later, known)
+    del keys
+    release_freed_memory()  # every row's digests, and the rows checked
     settlement = Settlement(superseded, currency, warnings)
     with transaction(engine) as conn:
         conn.execute(

@@ -13,6 +13,7 @@ import charset_normalizer
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from pledgeflow.allocators import release_freed_memory, tune_allocators
 from pledgeflow.collector import gc_paused
 from pledgeflow.counters import refresh_upload_counters
 from pledgeflow.database import first_value, transaction
@@ -153,6 +154,7 @@ def stage_file(
         logger.info("upload %s was staged by this flow run already, resumed", staged)
         return staged
     started = time.perf_counter()
+    tune_allocators()
     if chunk_size is None:
         chunk_size = get_settings().chunk_size
     args = (path, shop, project, platform, chunk_size, currency, mapping, root_required)
@@ -166,6 +168,8 @@ def stage_file(
             raise
         logger.info("a file that is not UTF-8 was staged as %s", encoding)
         return _stage(*args, encoding, on_rows, started, flow_run_id)
+    finally:
+        release_freed_memory()  # the file's records, streamed into chunks
 
 
 def upload_of_flow_run(flow_run_id: str) -> int | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
@@ -28,7 +28,7 @@ from sqlalchemy import ColumnElement, Connection, func, or_, select, update
 
 from pledgeflow.counters import refresh_upload_counters
 from pledgeflow.database import get_engine, transaction
-from pledgeflow.distinct import DistinctCounts
+from pledgeflow.distinct import DistinctCounts, KeyReader, packed_size
 from pledgeflow.settings import get_settings
 from pledgeflow.settlement import settled_warnings
 from pledgeflow.value_rules import merge_warnings
@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 SAMPLE_SIZE = 100  # rejected entries an upload's `errors.sample` holds
 TOP_CODES = 5  # reason codes an all_rows_rejected / too_many_rejected error names
 UNFINISHED = (UploadStatus.PENDING, UploadStatus.PROCESSING)
+# Chunks whose stats aggregation reads at once (`ChunkOutcome.read`, `stored_keys`).
+READ_CHUNKS = 8
 # Stats written before aggregation (detection, a dry run's prediction, the caller's threshold,
 # the encoding a file was decoded with, the items-block decision made when staged, the time
 # staging took, the settlement) that it keeps.
@@ -402,7 +404,10 @@ def rejection_failure(
 @dataclass(frozen=True)
 class ChunkOutcome:
     """One chunk as aggregation sees it: its status and rows, and, once it ran, the `stats`
-    (tables, keys, by_code, warnings) and `errors` (rejected, error) it recorded."""
+    (tables, keys, by_code, warnings) and `errors` (rejected, error) it recorded.
+
+    Read from the database (`read`), its stats come without their keys, which stay stored:
+    `key_sizes` says how many it reported for each table, and `stored_keys` reads them again."""
 
     chunk_index: int
     status: UploadStatus
@@ -411,16 +416,61 @@ class ChunkOutcome:
     rejected_rows: int = 0
     stats: Mapping[str, Any] | None = None
     errors: Mapping[str, Any] | None = None
+    key_sizes: Mapping[str, int] | None = None
 
     @classmethod
     def read(cls, conn: Connection, upload_id: int) -> list[Self]:
-        """The outcomes of an upload's chunks, in chunk order."""
+        """The outcomes of an upload's chunks, in chunk order, their keys left stored.
+
+        Read a few chunks at a time: each chunk's stats carry its packed keys (~0.6 MB for
+        10,000 rows), which only the counts need, read again in passes (`stored_keys`)."""
         rows = conn.execute(
-            select(*(getattr(CsvUploadChunk, field.name) for field in fields(cls)))
+            select(
+                *(
+                    getattr(CsvUploadChunk, field.name)
+                    for field in fields(cls)
+                    if field.name != "key_sizes"
+                )
+            )
             .where(CsvUploadChunk.upload_id == upload_id)
-            .order_by(CsvUploadChunk.chunk_index)
-        ).all()
-        return [cls(**{**row._asdict(), "status": UploadStatus(row.status)}) for row in rows]
+            .order_by(CsvUploadChunk.chunk_index),
+            execution_options={"yield_per": READ_CHUNKS},
+        )
+        outcomes = []
+        for row in rows:
+            found = row._asdict()
+            stats = found["stats"]
+            keys = stats.pop("keys", None) if isinstance(stats, dict) else None
+            sizes = (
+                {t: sum(map(packed_size, packed.values())) for t, packed in keys.items()}
+                if isinstance(keys, dict)
+                else {}
+            )
+            outcomes.append(
+                cls(**{**found, "status": UploadStatus(row.status), "key_sizes": sizes})
+            )
+        return outcomes
+
+
+def stored_keys(conn: Connection, upload_id: int, chunks: Sequence[ChunkOutcome]) -> KeyReader:
+    """Reads the packed keys of the `chunks` completed as `ChunkOutcome.read` saw them, a few
+    chunks at a time, each time it is called (`DistinctCounts.counts`)."""
+    completed = [c.chunk_index for c in chunks if c.status == UploadStatus.COMPLETED]
+
+    def read() -> Iterator[tuple[int, Mapping[str, Mapping[str, str]]]]:
+        for start in range(0, len(completed), READ_CHUNKS):
+            batch = completed[start : start + READ_CHUNKS]
+            found = conn.execute(
+                select(CsvUploadChunk.chunk_index, CsvUploadChunk.stats["keys"]).where(
+                    CsvUploadChunk.upload_id == upload_id,
+                    CsvUploadChunk.chunk_index.in_(batch),
+                    CsvUploadChunk.status == UploadStatus.COMPLETED,
+                )
+            ).all()
+            for index, keys in found:
+                yield index, keys or {}
+
+    return read
 
 
 @dataclass(frozen=True)
@@ -515,11 +565,13 @@ def aggregate(
     earlier_error: Mapping[str, Any] | None = None,
     *,
     dry_run: bool = False,
+    keys: KeyReader | None = None,
 ) -> Aggregate:
     """Fold an upload's chunks into its status, counters, distinct table counts, rejected rows
     by reason, a sample of them, and its warnings (about the whole file first). `upload_stats`
     gives what was recorded before: the caller's `max_rejected_fraction`, the encoding,
-    detection and settling."""
+    detection and settling. `keys` reads the keys of chunks read without them
+    (`ChunkOutcome.read`, `stored_keys`)."""
     distinct = DistinctCounts(DATA_TABLES)
     by_code: Counter[str] = Counter()
     warning_lists: list[list[dict[str, Any]]] = [file_warnings(upload_stats)]
@@ -527,7 +579,10 @@ def aggregate(
     completed = [c for c in chunks if c.status == UploadStatus.COMPLETED]
     for chunk in completed:
         stats = chunk.stats or {}
-        distinct.add_chunk(dict(stats))
+        if chunk.key_sizes is None:
+            distinct.add_chunk(dict(stats))
+        else:
+            distinct.add_stored(chunk.chunk_index, stats, chunk.key_sizes)
         by_code.update(stats.get("by_code") or {})
         warning_lists.append(list(stats.get("warnings") or []))
         if len(sample) < SAMPLE_SIZE:
@@ -547,7 +602,7 @@ def aggregate(
             rejected_rows=sum(c.rejected_rows for c in completed),
         ),
         error=error,
-        tables=distinct.counts(),
+        tables=distinct.counts(keys),
         by_code=dict(by_code),
         sample=sample,
         warnings=merge_warnings(warning_lists) + settled_warnings(dict(stats)),

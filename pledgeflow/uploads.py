@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import Connection, func, select, update
 
+from pledgeflow.allocators import release_freed_memory, tune_allocators
 from pledgeflow.collector import freeze_loaded_objects
 from pledgeflow.counters import refresh_upload_counters
 from pledgeflow.currencies import currency_summary
@@ -26,6 +27,7 @@ from pledgeflow.status import (
     log_result,
     now,
     start_processing,
+    stored_keys,
 )
 from pledgeflow.upload_dates import DateStyleError, dates_report, decide_dates
 from schemas.layout import clean_label
@@ -151,6 +153,7 @@ def start_upload(
     records the detection but leaves the upload's status alone, and lists every chunk.
     """
     freeze_loaded_objects()
+    tune_allocators()
     with transaction() as conn:
         upload = conn.execute(select(UPLOAD).where(UPLOAD.c.id == upload_id)).first()
         if upload is None:
@@ -264,7 +267,9 @@ def aggregate_upload(upload_id: int) -> UploadResult:
         # Why the upload could not start stands until a chunk has been attempted.
         failed = upload.status == UploadStatus.FAILED
         earlier = (upload.errors or {}).get("error") if failed else None
-        outcome = aggregate(ChunkOutcome.read(conn, upload_id), upload.stats, earlier)
+        chunks = ChunkOutcome.read(conn, upload_id)
+        keys = stored_keys(conn, upload_id, chunks)
+        outcome = aggregate(chunks, upload.stats, earlier, keys=keys)
         finished = now() if outcome.final else None
         started = upload.started_at or finished
         seconds = (
@@ -284,6 +289,7 @@ def aggregate_upload(upload_id: int) -> UploadResult:
                 completed_at=finished,
             )
         )
+    release_freed_memory()  # the chunks' stats and the keys counted
     result = read_upload(upload_id)
     for note in currency["notes"]:
         logger.warning(
