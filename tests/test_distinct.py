@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import Engine
 
+import pledgeflow.distinct as distinct_module
 from pledgeflow.distinct import DistinctCounts, TableKeys, project_salt
 from pledgeflow.staging import stage_file
+from pledgeflow.status import ChunkOutcome, aggregate, stored_keys
 from pledgeflow_bench.exports import backers, render
 from tests.helpers import count, run_plain, write_file
 
@@ -94,3 +98,84 @@ def test_an_upload_counts_each_product_and_backer_once(
     assert again["pledge"] == {"created": 0, "updated": 0, "unchanged": pledges, "deleted": 0}
     assert again["survey"]["unchanged"] == count(db, "SELECT count(*) FROM survey")
     assert again["inventory"]["unchanged"] == lines
+
+
+def _many_chunks(salt: str) -> list[dict[str, Any]]:
+    # Overlapping names across chunks and outcomes: created beats updated beats unchanged.
+    chunks = []
+    for start in range(0, 200, 40):
+        names = [f"n{i}" for i in range(start, start + 60)]
+        chunks.append(
+            _chunk(
+                "product",
+                salt,
+                created=names[:10],
+                updated=names[10:35],
+                unchanged=names[25:],
+            )
+        )
+    return chunks
+
+
+def test_counts_in_passes_over_digest_ranges_equal_counts_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    salt = project_salt(1)
+
+    def counted(per_pass: int) -> dict[str, int]:
+        monkeypatch.setattr(distinct_module, "PASS_DIGESTS", per_pass)
+        distinct = DistinctCounts(["product"])
+        for chunk in _many_chunks(salt):
+            distinct.add_chunk(chunk)
+        return distinct.counts()["product"]
+
+    at_once = counted(1 << 21)
+    # Of n0-n219: created n0-9, n40-49, ... (50); updated n10-34, n50-74, ... (125); the rest.
+    assert at_once == {"created": 50, "updated": 125, "unchanged": 45, "deleted": 0}
+    assert len(distinct_module.digest_ranges(300, 7)) == 43
+    assert counted(7) == counted(64) == at_once
+
+
+def test_keys_left_stored_count_as_keys_held() -> None:
+    salt = project_salt(1)
+    chunks = _many_chunks(salt)
+    held = DistinctCounts(["product"])
+    stored = DistinctCounts(["product"])
+    for index, chunk in enumerate(chunks):
+        held.add_chunk(chunk)
+        sizes = {
+            table: sum(map(distinct_module.packed_size, packed.values()))
+            for table, packed in chunk["keys"].items()
+        }
+        stored.add_stored(index, {"tables": chunk["tables"]}, sizes)
+    with pytest.raises(ValueError, match="reader"):
+        stored.counts()
+    reads: list[int] = []
+
+    def reader() -> Iterator[tuple[int, dict[str, dict[str, str]]]]:
+        reads.append(1)
+        yield from ((i, chunk["keys"]) for i, chunk in enumerate(chunks))
+
+    assert stored.counts(reader) == held.counts()
+    assert reads == [1]  # one pass: 300 digests
+
+
+def test_an_upload_is_aggregated_from_stored_keys_in_passes(
+    db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = backers(40, repeat_every=3)
+    path = write_file(tmp_path, "stored.csv", render("2020", rows))
+    upload_id = stage_file(path, shop="shop.example.com", project="Campaign", chunk_size=7)
+    result = run_plain(upload_id)
+    assert result.status == "COMPLETED", result.errors
+    tables = (result.stats or {})["tables"]
+
+    monkeypatch.setattr(distinct_module, "PASS_DIGESTS", 16)  # dozens of passes
+    with db.connect() as conn:
+        chunks = ChunkOutcome.read(conn, upload_id)
+        assert all("keys" not in (chunk.stats or {}) for chunk in chunks)
+        sizes = [dict(chunk.key_sizes or {}) for chunk in chunks]
+        assert sum(size["pledge"] for size in sizes) == 40
+        again = aggregate(chunks, result.stats, keys=stored_keys(conn, upload_id, chunks))
+    assert again.tables == tables
+    assert tables["pledge"]["created"] == 40 and tables["backer"]["created"] < 40
