@@ -273,13 +273,19 @@ def settle_upload(
                     if upload.currency is None:
                         cells.update(text[i] for i in money_at)
         later = _later_keys(conn, upload_id, upload.project_id, keys)
+        repeated = {
+            kind: keys.repeated(kind, {key_digest(key) for key in later[kind]}) for kind in KINDS
+        }
+        # Every row's digests (40 bytes a row) are done with: freed before the rows are
+        # checked, a chunk's worth at a time, so the two are never held together.
+        del keys, later
+        release_freed_memory()
         currency, warnings = _currency(upload.currency, cells)
         # The currency the chunks will read from the project once this settlement commits.
         chunks_currency = upload.currency or (None if dry_run else currency)
         known = _known_rejections(conn, upload_id, upload, chunks, chunks_currency)
-        superseded = _superseded(conn, chunks, layout, dates or {}, keys, later, known)
-    del keys
-    release_freed_memory()  # every row's digests, and the rows checked
+        superseded = _superseded(conn, chunks, layout, dates or {}, repeated, known)
+    release_freed_memory()  # the rows checked
     settlement = Settlement(superseded, currency, warnings)
     with transaction(engine) as conn:
         conn.execute(
@@ -326,14 +332,11 @@ def _superseded(
     chunks: list[_Chunk],
     layout: Layout,
     dates: Mapping[str, DateColumn],
-    keys: _Keys,
-    later: dict[str, set[str]],
+    repeated: Mapping[str, list[tuple[list[int], bool]]],
     known: Mapping[int, set[int]],
 ) -> dict[int, dict[str, list[int]]]:
-    """Per chunk, the rows whose key a later valid row (or a newer upload) holds."""
-    repeated = {
-        kind: keys.repeated(kind, {key_digest(key) for key in later[kind]}) for kind in KINDS
-    }
+    """Per chunk, the rows whose key a later valid row (or a newer upload) holds: of the
+    `repeated` keys' rows (`_Keys.repeated`), the valid ones but the last."""
     wanted = {row for kind in KINDS for rows, _ in repeated[kind] for row in rows}
     valid = _valid_rows(conn, chunks, layout, dates, wanted, known) if wanted else set()
     starts = [c.first_row for c in chunks]
