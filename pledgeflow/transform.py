@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -231,7 +232,11 @@ def _check_rows(
                 continue
             cells = cells[:width]
         # One pass in C over the whole row first; the cell-by-cell search only for a bad row.
-        if "\x00" in joined or max(map(len, cells), default=0) > max_cell_chars:
+        # No cell is longer than the row's cells joined: the longest is looked for only in a
+        # row that long (a tenth of the loop's CPU, spent on rows of short cells).
+        if "\x00" in joined or (
+            len(joined) > max_cell_chars and max(map(len, cells), default=0) > max_cell_chars
+        ):
             index, code = _unstorable_cell(cells, max_cell_chars)
             value = cells[index][:200] if code == "cell_too_large" else cells[index]
             rejected.append(rejection(row_number, headers[index], value.replace("\x00", ""), code))
@@ -282,16 +287,21 @@ def _check_rows(
 def _raw_frame(kept: list[Sequence[str]], rows: list[int], width: int) -> pd.DataFrame:
     """The kept rows' cells as a frame of text columns (pandas' `str` dtype), indexed by row.
 
-    Built column by column, each column's strings handed to Arrow at once: a fifth less CPU
-    than pandas building it from the rows (through a 2-D array of objects) and converting."""
+    Every cell is handed to Arrow at once, row after row (the rows chained in C), and each
+    column taken from that array by its positions (every `width`-th cell): a fifth less CPU
+    than pandas building it from the rows (through a 2-D array of objects) and converting, and
+    then under half the CPU of turning the rows into columns in Python (`zip(*kept)`) to hand
+    Arrow a column at a time (64 ms, now 24 ms, for 10,000 rows of 34 cells). Every kept row
+    has `width` cells (`_check_rows`)."""
     index = pd.Index(rows, dtype="int64")
     if not kept:
         return pd.DataFrame(kept, index=index, columns=range(width))
-    columns = zip(*kept, strict=True)
+    cells = pa_array(list(chain.from_iterable(kept)), type=large_string())
+    size = len(kept) * width
     return pd.DataFrame(
         {
-            at: pd.Series(pa_array(cells, type=large_string()), index=index, dtype="str")
-            for at, cells in enumerate(columns)
+            at: pd.Series(cells.take(np.arange(at, size, width)), index=index, dtype="str")
+            for at in range(width)
         },
         index=index,
     )
