@@ -16,6 +16,8 @@ from __future__ import annotations
 import ctypes
 from functools import cache
 
+import pyarrow as pa
+
 
 @cache
 def _glibc() -> ctypes.CDLL | None:
@@ -32,10 +34,6 @@ def tune_allocators() -> None:
     """Once per process, before its first upload's work: pyarrow's arrays allocated with
     malloc (`pyarrow.system_memory_pool`), so `release_freed_memory` reaches what they
     freed."""
-    try:
-        import pyarrow as pa
-    except ImportError:  # pandas without pyarrow: nothing of it to move
-        return
     pa.set_memory_pool(pa.system_memory_pool())
 
 

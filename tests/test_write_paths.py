@@ -461,33 +461,15 @@ def test_a_chunk_processed_again_still_holds_its_rows(
     rows = backers(6)
     rows[0].addons = (2, 1)
     rows[0].survey_at = "2021/01/02, 03:04"
-    data = render("2020", rows)
-    outcomes = []
-    for dialect in DIALECTS:
-        engine = on_database(databases[dialect])
-        empty_tables(engine)
-        upload_id = stage_file(write_file(tmp_path, "again.csv", data), shop=SHOP, project=PROJECT)
-        (chunk_id,) = start_upload(upload_id).chunk_ids
-        process_chunk(chunk_id)
-        with engine.begin() as conn:  # what the second run must put right
-            conn.execute(
-                text(
-                    "UPDATE survey SET shipping_city = 'Elsewhere' "
-                    "WHERE pledge_id = (SELECT id FROM pledge WHERE pledge_id = '1')"
-                )
-            )
-            conn.execute(
-                text(
-                    "DELETE FROM inventory WHERE product_id = "
-                    "(SELECT id FROM product WHERE name = 'Sleeves') AND survey_id = (SELECT s.id "
-                    "FROM survey s JOIN pledge p ON p.id = s.pledge_id WHERE p.pledge_id = '1')"
-                )
-            )
-            conn.execute(text("UPDATE csv_upload_chunk SET status = 'PENDING'"))
-        process_chunk(chunk_id)
-        outcomes.append(read_state(engine))
-
-    on_sqlite, on_postgresql = outcomes
+    on_sqlite, on_postgresql = _processed_again(
+        databases,
+        write_file(tmp_path, "again.csv", render("2020", rows)),
+        "UPDATE survey SET shipping_city = 'Elsewhere' "
+        "WHERE pledge_id = (SELECT id FROM pledge WHERE pledge_id = '1')",
+        "DELETE FROM inventory WHERE product_id = "
+        "(SELECT id FROM product WHERE name = 'Sleeves') AND survey_id = (SELECT s.id "
+        "FROM survey s JOIN pledge p ON p.id = s.pledge_id WHERE p.pledge_id = '1')",
+    )
     assert on_postgresql == on_sqlite
     ((*_, stats, _),) = on_postgresql["chunk"]
     tables = json.loads(stats)
@@ -505,46 +487,21 @@ def test_a_chunk_processed_again_counts_each_inventory_line_once_by_its_outcome(
     rows = backers(6)
     rows[0].addons = (2, 1)
     rows[1].addons = (1, 0)
-    data = render("2020", rows)
-    line = (
+    on_sqlite, on_postgresql = _processed_again(
+        databases,
+        write_file(tmp_path, "lines.csv", render("2020", rows)),
+        "UPDATE inventory SET quantity = 9 WHERE id = (SELECT i.id FROM inventory i "
+        "JOIN survey s ON s.id = i.survey_id JOIN pledge p ON p.id = s.pledge_id "
+        "JOIN product pr ON pr.id = i.product_id "
+        "WHERE p.pledge_id = '1' AND pr.name = 'Dice Tower')",
+        "DELETE FROM inventory WHERE id = (SELECT i.id FROM inventory i "
+        "JOIN survey s ON s.id = i.survey_id JOIN pledge p ON p.id = s.pledge_id "
+        "JOIN product pr ON pr.id = i.product_id "
+        "WHERE p.pledge_id = '1' AND pr.name = 'Sleeves')",
+        "INSERT INTO inventory (survey_id, product_id, quantity) SELECT s.id, pr.id, 3 "
         "FROM survey s JOIN pledge p ON p.id = s.pledge_id, product pr "
-        "WHERE p.pledge_id = '{pledge}' AND pr.name = '{name}'"
+        "WHERE p.pledge_id = '2' AND pr.name = 'Sleeves'",
     )
-    outcomes = []
-    for dialect in DIALECTS:
-        engine = on_database(databases[dialect])
-        empty_tables(engine)
-        upload_id = stage_file(write_file(tmp_path, "lines.csv", data), shop=SHOP, project=PROJECT)
-        (chunk_id,) = start_upload(upload_id).chunk_ids
-        process_chunk(chunk_id)
-        with engine.begin() as conn:  # what the second run must put right
-            conn.execute(
-                text(
-                    "UPDATE inventory SET quantity = 9 WHERE id = (SELECT i.id FROM inventory i "
-                    "JOIN survey s ON s.id = i.survey_id JOIN pledge p ON p.id = s.pledge_id "
-                    "JOIN product pr ON pr.id = i.product_id "
-                    "WHERE p.pledge_id = '1' AND pr.name = 'Dice Tower')"
-                )
-            )
-            conn.execute(
-                text(
-                    "DELETE FROM inventory WHERE id = (SELECT i.id FROM inventory i "
-                    "JOIN survey s ON s.id = i.survey_id JOIN pledge p ON p.id = s.pledge_id "
-                    "JOIN product pr ON pr.id = i.product_id "
-                    "WHERE p.pledge_id = '1' AND pr.name = 'Sleeves')"
-                )
-            )
-            conn.execute(
-                text(
-                    "INSERT INTO inventory (survey_id, product_id, quantity) SELECT s.id, pr.id, 3 "
-                    + line.format(pledge="2", name="Sleeves")
-                )
-            )
-            conn.execute(text("UPDATE csv_upload_chunk SET status = 'PENDING'"))
-        process_chunk(chunk_id)
-        outcomes.append(read_state(engine))
-
-    on_sqlite, on_postgresql = outcomes
     assert on_postgresql == on_sqlite
     ((*_, stats, _),) = on_postgresql["chunk"]
     inventory = json.loads(stats)["inventory"]
@@ -552,6 +509,27 @@ def test_a_chunk_processed_again_counts_each_inventory_line_once_by_its_outcome(
     assert lines > 3
     counted = {k: inventory[k] for k in ("created", "updated", "unchanged", "deleted")}
     assert counted == {"created": 1, "updated": 1, "unchanged": lines - 2, "deleted": 1}
+
+
+def _processed_again(
+    databases: dict[str, str], path: Path, *edits: str
+) -> list[dict[str, list[tuple[Any, ...]]]]:
+    """On each dialect: stage and process `path`'s one chunk, change the tables by `edits` (what
+    the second run must put right), put the chunk back to PENDING and process it again; the
+    tables as each dialect left them."""
+    outcomes = []
+    for dialect in DIALECTS:
+        engine = on_database(databases[dialect])
+        empty_tables(engine)
+        upload_id = stage_file(path, shop=SHOP, project=PROJECT)
+        (chunk_id,) = start_upload(upload_id).chunk_ids
+        process_chunk(chunk_id)
+        with engine.begin() as conn:
+            for edit in (*edits, "UPDATE csv_upload_chunk SET status = 'PENDING'"):
+                conn.execute(text(edit))
+        process_chunk(chunk_id)
+        outcomes.append(read_state(engine))
+    return outcomes
 
 
 def test_a_copy_error_does_not_quote_the_row(restore_write_path: Engine) -> None:
